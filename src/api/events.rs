@@ -1,0 +1,124 @@
+//! `POST /api/v1/events`: a JSON array or NDJSON of request records. Every valid item is stored,
+//! every invalid one is named with its index and the field at fault; a body that cannot be
+//! parsed at all is rejected whole and nothing is stored.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{ApiError, AppState};
+use crate::core::record::parse_record;
+use crate::core::rollup::PricedRecord;
+use crate::store::DEFAULT_PROJECT;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/events", post(ingest))
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rejection {
+    pub index: usize,
+    pub field: String,
+    pub error: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IngestResponse {
+    pub accepted: usize,
+    pub rejected: Vec<Rejection>,
+}
+
+/// Splits a body into items: a JSON array, or NDJSON (one JSON value per non-empty line).
+/// `Err` means the body as a whole is unusable; per-item JSON errors in NDJSON are `Err` items.
+pub fn split_items(text: &str) -> Result<Vec<Result<Value, String>>, ApiError> {
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(ApiError::invalid(
+            "body",
+            "empty body: send a JSON array or NDJSON of events",
+        ));
+    }
+    if trimmed.starts_with('[') {
+        let items: Vec<Value> = serde_json::from_str(trimmed).map_err(|e| {
+            ApiError::invalid("body", format!("body is not a valid JSON array: {e}"))
+        })?;
+        return Ok(items.into_iter().map(Ok).collect());
+    }
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("invalid JSON: {e}")))
+        .collect())
+}
+
+async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = state.config.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("body exceeds max_body_bytes ({limit} bytes); send smaller batches"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let bytes = to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            ApiError::invalid("body", format!("could not read body: {e}"))
+        }
+    })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| ApiError::invalid("body", format!("body is not valid UTF-8: {e}")))?;
+    let items = split_items(text)?;
+
+    let now = (state.clock)();
+    let capture = state.config.capture_content;
+    let pricing = &state.config.pricing;
+    let mut records = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let parsed = item
+            .map_err(|e| ("(item)".to_owned(), e))
+            .and_then(|v| parse_record(&v, now).map_err(|e| (e.field.clone(), e.to_string())));
+        match parsed {
+            Ok(mut record) => {
+                if !capture {
+                    record.input = None;
+                    record.output = None;
+                }
+                records.push(PricedRecord::new(record, pricing));
+            }
+            Err((field, error)) => rejected.push(Rejection {
+                index,
+                field,
+                error,
+            }),
+        }
+    }
+    let accepted = records.len();
+    state.writer.submit(DEFAULT_PROJECT, records).await?;
+    // All rejected: 422, so a client that checks only the status still notices.
+    let status = if accepted == 0 && !rejected.is_empty() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(IngestResponse { accepted, rejected })).into_response())
+}

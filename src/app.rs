@@ -1,0 +1,80 @@
+//! Builds llmwatch from a `Config`, serves HTTP, and shuts down in order:
+//! (1) stop accepting, (2) let in-flight requests finish (they wait for their commits),
+//! (3) close the writer queue, (4) wait for the writer to drain.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState, Clock};
+use crate::config::Config;
+use crate::pipeline::Writer;
+use crate::store::StoreError;
+use crate::store::sqlite::SqliteStore;
+
+pub struct App {
+    pub state: AppState,
+    writer_task: JoinHandle<()>,
+}
+
+impl App {
+    /// Opens the store and starts the writer. Must run inside a tokio runtime.
+    pub fn build(config: Config, clock: Clock) -> Result<App, StoreError> {
+        let store = Arc::new(SqliteStore::open(&config.db, config.durability)?);
+        let (writer, writer_task) = Writer::spawn(store.clone(), config.writer_queue);
+        Ok(App {
+            state: AppState {
+                config: Arc::new(config),
+                store,
+                writer,
+                clock,
+            },
+            writer_task,
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains the writer.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let App { state, writer_task } = self;
+        let router = api::router(state.clone());
+        drop(state);
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        // The router (and its writer handles) is gone: the writer drains and stops.
+        if let Err(e) = writer_task.await {
+            tracing::error!(error = %e, "writer task failed");
+        }
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; draining");
+}

@@ -1,0 +1,687 @@
+//! The command line (clap). Each command is a thin shell over the library; reports are computed
+//! by the same code whether read from a local database (`--db`) or a server (`--server`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use crate::api::system_clock;
+use crate::app::{App, shutdown_signal};
+use crate::config::{Config, DEFAULT_DB};
+use crate::core::record::Usage;
+use crate::core::time::local_date;
+use crate::report;
+use crate::store::DEFAULT_PROJECT;
+use crate::store::sqlite::SqliteStore;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llmwatch",
+    version,
+    about = "Monitoring for LLM applications in production"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Generate two weeks of realistic traffic into a fresh database, serve it, keep a live trickle.
+    Demo(DemoArgs),
+    /// Bulk-import an NDJSON file of events into a server.
+    Ingest(IngestArgs),
+    /// Cost reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Budget states.
+    Budgets(SourceArgs),
+    /// The price table.
+    #[command(subcommand)]
+    Pricing(PricingCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: config `listen`, else 127.0.0.1:4318].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// SQLite database file [default: config `db`, else ./llmwatch.db].
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// TOML config file.
+    #[arg(long, env = "LLMWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4318")]
+    pub listen: SocketAddr,
+    /// Database file to create (must not exist) [default: a fresh file in the temp directory].
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Days of history to generate.
+    #[arg(long, default_value_t = 14)]
+    pub days: u32,
+    /// Average requests per day.
+    #[arg(long, default_value_t = 6000)]
+    pub per_day: u64,
+    /// Random seed (the same seed gives the same history).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Generate the history, print the daily report and exit instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// NDJSON file, one event per line (`-` for standard input).
+    pub file: PathBuf,
+    /// Server URL, e.g. http://127.0.0.1:4318.
+    #[arg(long)]
+    pub server: String,
+    /// Events per request.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+}
+
+/// Where a read command gets its data: a local database and config, or a running server.
+#[derive(Debug, Args, Clone)]
+pub struct SourceArgs {
+    /// SQLite database file to read [default: config `db`, else ./llmwatch.db].
+    #[arg(long, conflicts_with = "server")]
+    pub db: Option<PathBuf>,
+    /// TOML config file (time zone, prices, budgets).
+    #[arg(long, env = "LLMWATCH_CONFIG", conflicts_with = "server")]
+    pub config: Option<PathBuf>,
+    /// Ask a running server instead, e.g. http://127.0.0.1:4318.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The daily report: totals by model, feature and user for one calendar day.
+    Daily {
+        /// Day (YYYY-MM-DD) in the configured time zone [default: today].
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricingCommand {
+    /// List the price table (built-in plus config overrides), USD per 1M tokens.
+    List {
+        #[arg(long, env = "LLMWATCH_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Price one request.
+    Cost {
+        /// Model name as your application sends it (prefixes and dated snapshots are matched).
+        model: String,
+        #[arg(long)]
+        input: u64,
+        #[arg(long)]
+        output: u64,
+        /// Cached input tokens (included in --input).
+        #[arg(long, default_value_t = 0)]
+        cached: u64,
+        /// Cache-write tokens (included in --input).
+        #[arg(long, default_value_t = 0)]
+        cache_write: u64,
+        /// Price as of this date (YYYY-MM-DD) [default: today].
+        #[arg(long)]
+        at: Option<NaiveDate>,
+        #[arg(long, env = "LLMWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line; errors are printed with their context and exit with status 1.
+pub fn main(cli: Cli) -> ExitCode {
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LLMWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Ingest(args) => ingest(args).await,
+        Command::Report(ReportCommand::Daily { date, source }) => report_daily(date, source).await,
+        Command::Budgets(source) => budgets(source).await,
+        Command::Pricing(cmd) => pricing(cmd),
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(db) = args.db {
+        config.db = db;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(
+        listen = %config.listen,
+        db = %config.db.display(),
+        timezone = config.timezone.name(),
+        "llmwatch serving"
+    );
+    let app = App::build(config, system_clock())?;
+    app.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn ingest(args: IngestArgs) -> Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let reader: Box<dyn BufRead> = if args.file == Path::new("-") {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&args.file)
+            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        Box::new(BufReader::new(f))
+    };
+    let total_bytes = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(total_bytes);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {msg} ({elapsed}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let url = format!("{}/api/v1/events", args.server.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let (mut accepted, mut rejected) = (0usize, 0usize);
+    let mut batch = String::new();
+    let mut line_numbers: Vec<usize> = Vec::new();
+    let mut lines = reader.lines().enumerate().peekable();
+    while lines.peek().is_some() {
+        batch.clear();
+        line_numbers.clear();
+        for (i, line) in lines.by_ref() {
+            let line = line.with_context(|| format!("cannot read line {}", i + 1))?;
+            bar.inc(line.len() as u64 + 1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            batch.push_str(&line);
+            batch.push('\n');
+            line_numbers.push(i + 1);
+            if line_numbers.len() == args.batch {
+                break;
+            }
+        }
+        if line_numbers.is_empty() {
+            break;
+        }
+        let answer = post_with_retry(&client, &url, batch.clone()).await?;
+        accepted += answer["accepted"].as_u64().unwrap_or(0) as usize;
+        for r in answer["rejected"].as_array().into_iter().flatten() {
+            rejected += 1;
+            let index = r["index"].as_u64().unwrap_or(0) as usize;
+            let line = line_numbers.get(index).copied().unwrap_or(0);
+            bar.suspend(|| {
+                eprintln!("line {line}: {}", r["error"].as_str().unwrap_or("rejected"));
+            });
+        }
+        bar.set_message(format!("{accepted} accepted, {rejected} rejected"));
+    }
+    bar.finish();
+    println!("{accepted} accepted, {rejected} rejected");
+    if rejected > 0 {
+        bail!("{rejected} events were rejected");
+    }
+    Ok(())
+}
+
+/// POSTs one NDJSON batch, honouring 503 + Retry-After like an exporter would.
+async fn post_with_retry(client: &reqwest::Client, url: &str, body: String) -> Result<Value> {
+    for attempt in 0..10 {
+        let resp = client
+            .post(url)
+            .header("content-type", "application/x-ndjson")
+            .body(body.clone())
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            let wait = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1);
+            tracing::warn!(attempt, wait, "server busy; retrying");
+            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+            continue;
+        }
+        let value: Value = resp.json().await.context("server answered non-JSON")?;
+        if status.is_success() || status == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
+            return Ok(value);
+        }
+        bail!("server answered {status}: {}", value["error"]["message"]);
+    }
+    bail!("server stayed busy; gave up after 10 attempts")
+}
+
+/// Opens the local database named by `--db`/config for reading.
+fn open_local(source: &SourceArgs) -> Result<(Config, SqliteStore)> {
+    let mut config = Config::load(source.config.as_deref())?;
+    if let Some(db) = &source.db {
+        config.db = db.clone();
+    }
+    if !config.db.exists() {
+        bail!(
+            "no database at {} (give --db PATH, a config with `db`, or --server URL; default {DEFAULT_DB})",
+            config.db.display()
+        );
+    }
+    let store = SqliteStore::open(&config.db, config.durability)?;
+    Ok((config, store))
+}
+
+async fn get_json(server: &str, path_and_query: &str) -> Result<Value> {
+    let url = format!("{}{path_and_query}", server.trim_end_matches('/'));
+    let resp = reqwest::get(&url)
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = resp.status();
+    let value: Value = resp.json().await.context("server answered non-JSON")?;
+    if !status.is_success() {
+        bail!("server answered {status}: {}", value["error"]["message"]);
+    }
+    Ok(value)
+}
+
+async fn report_daily(date: Option<NaiveDate>, source: SourceArgs) -> Result<()> {
+    let value = match &source.server {
+        Some(server) => {
+            let q = date.map(|d| format!("?date={d}")).unwrap_or_default();
+            get_json(server, &format!("/api/v1/reports/daily{q}")).await?
+        }
+        None => {
+            let (config, store) = open_local(&source)?;
+            let tz = config.timezone;
+            let date =
+                date.unwrap_or_else(|| local_date(chrono::Utc::now().timestamp_millis(), tz));
+            serde_json::to_value(report::daily_report(&store, DEFAULT_PROJECT, date, tz).await?)?
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match source.format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?,
+        Format::Csv => write_daily_csv(&mut out, &value)?,
+        Format::Table => write_daily_table(&mut out, &value)?,
+    }
+    Ok(())
+}
+
+const GROUP_COLUMNS: [&str; 6] = [
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "tokens",
+    "cost",
+];
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::Number(n) if n.is_f64() => format!("{:.4}", n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn write_daily_csv(out: &mut impl Write, v: &Value) -> Result<()> {
+    writeln!(out, "date,group_by,key,{}", GROUP_COLUMNS.join(","))?;
+    for (group_by, field) in [
+        ("model", "by_model"),
+        ("feature", "by_feature"),
+        ("user", "by_user"),
+    ] {
+        for (key, stats) in v[field].as_object().into_iter().flatten() {
+            let cells: Vec<String> = GROUP_COLUMNS
+                .iter()
+                .map(|c| match &stats[*c] {
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .collect();
+            writeln!(
+                out,
+                "{},{group_by},{},{}",
+                v["date"].as_str().unwrap_or_default(),
+                csv_field(key),
+                cells.join(",")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Writes rows as an aligned text table (first column left-aligned, numbers right-aligned).
+pub fn write_table(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, c) in row.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    format!("{c:>w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    writeln!(out, "{}", line(headers.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+fn write_daily_table(out: &mut impl Write, v: &Value) -> Result<()> {
+    writeln!(
+        out,
+        "Daily report {} ({})\n  requests {}  errors {}  tokens {}  cost ${:.4}\n",
+        cell(&v["date"]),
+        cell(&v["timezone"]),
+        cell(&v["total_requests"]),
+        cell(&v["total_errors"]),
+        cell(&v["total_tokens"]),
+        v["total_cost"].as_f64().unwrap_or(0.0)
+    )?;
+    for (title, field) in [
+        ("model", "by_model"),
+        ("feature", "by_feature"),
+        ("user", "by_user"),
+    ] {
+        let mut rows: Vec<Vec<String>> = v[field]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, s)| {
+                std::iter::once(k.clone())
+                    .chain(GROUP_COLUMNS.iter().map(|c| cell(&s[*c])))
+                    .collect()
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            let cost = |r: &Vec<String>| r[6].parse::<f64>().unwrap_or(-1.0);
+            cost(b).total_cmp(&cost(a))
+        });
+        let limit = if field == "by_user" { 15 } else { rows.len() };
+        let hidden = rows.len().saturating_sub(limit);
+        rows.truncate(limit);
+        let mut headers = vec![title];
+        headers.extend(GROUP_COLUMNS);
+        write_table(out, &headers, &rows)?;
+        if hidden > 0 {
+            writeln!(
+                out,
+                "  ... {hidden} more (use --format json or csv for all)"
+            )?;
+        }
+        writeln!(out)?;
+    }
+    let unpriced = &v["unpriced"];
+    if unpriced["requests"].as_i64().unwrap_or(0) > 0 {
+        writeln!(
+            out,
+            "UNPRICED: {} requests, {} tokens have no price (models: {}); total cost excludes them.\n\
+             Add them with [[pricing]] in the config.",
+            cell(&unpriced["requests"]),
+            cell(&unpriced["tokens"]),
+            unpriced["models"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+async fn budgets(source: SourceArgs) -> Result<()> {
+    let value = match &source.server {
+        Some(server) => get_json(server, "/api/v1/budgets").await?,
+        None => {
+            let (config, store) = open_local(&source)?;
+            let now = chrono::Utc::now().timestamp_millis();
+            let statuses = report::budget_statuses(
+                &store,
+                DEFAULT_PROJECT,
+                &config.budgets,
+                config.timezone,
+                now,
+            )
+            .await?;
+            serde_json::json!({ "budgets": statuses })
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if source.format == Format::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    let headers = [
+        "budget",
+        "period",
+        "spent_usd",
+        "limit_usd",
+        "ratio",
+        "projected_usd",
+        "state",
+        "unpriced",
+    ];
+    let rows: Vec<Vec<String>> = value["budgets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| {
+            vec![
+                cell(&b["name"]),
+                cell(&b["period"]),
+                cell(&b["spent_usd"]),
+                cell(&b["limit_usd"]),
+                cell(&b["ratio"]),
+                cell(&b["projected_usd"]),
+                cell(&b["state"]),
+                cell(&b["unpriced_requests"]),
+            ]
+        })
+        .collect();
+    if source.format == Format::Csv {
+        writeln!(out, "{}", headers.join(","))?;
+        for r in rows {
+            writeln!(
+                out,
+                "{}",
+                r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",")
+            )?;
+        }
+        return Ok(());
+    }
+    write_table(&mut out, &headers, &rows)
+}
+
+fn pricing(cmd: PricingCommand) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        PricingCommand::List { config, format } => {
+            let config = Config::load(config.as_deref())?;
+            let entries = config.pricing.entries();
+            if format == Format::Json {
+                writeln!(out, "{}", serde_json::to_string_pretty(entries)?)?;
+                return Ok(());
+            }
+            let opt = |p: Option<f64>| p.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            let headers = [
+                "model",
+                "provider",
+                "input",
+                "output",
+                "cached_input",
+                "cache_write",
+                "effective_from",
+            ];
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.model.clone(),
+                        e.provider.clone().unwrap_or_default(),
+                        e.input.to_string(),
+                        e.output.to_string(),
+                        opt(e.cached_input),
+                        opt(e.cache_write),
+                        e.effective_from
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            if format == Format::Csv {
+                writeln!(out, "{}", headers.join(","))?;
+                for r in rows {
+                    writeln!(
+                        out,
+                        "{}",
+                        r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",")
+                    )?;
+                }
+                return Ok(());
+            }
+            writeln!(out, "USD per 1M tokens")?;
+            write_table(&mut out, &headers, &rows)
+        }
+        PricingCommand::Cost {
+            model,
+            input,
+            output,
+            cached,
+            cache_write,
+            at,
+            config,
+        } => {
+            if cached + cache_write > input {
+                bail!(
+                    "--cached + --cache-write ({}) exceed --input ({input}); they are counted inside it",
+                    cached + cache_write
+                );
+            }
+            let config = Config::load(config.as_deref())?;
+            let at_ms = match at {
+                Some(d) => d
+                    .and_hms_opt(12, 0, 0)
+                    .unwrap_or_default()
+                    .and_utc()
+                    .timestamp_millis(),
+                None => chrono::Utc::now().timestamp_millis(),
+            };
+            let usage = Usage {
+                input_tokens: input,
+                output_tokens: output,
+                cached_input_tokens: cached,
+                cache_write_tokens: cache_write,
+                reasoning_tokens: 0,
+            };
+            match config.pricing.resolve(&model, at_ms) {
+                None => bail!(
+                    "{model:?} has no price: it would be reported as unpriced. Add it with [[pricing]] in the config"
+                ),
+                Some(price) => {
+                    let cost = crate::core::pricing::cost_of(price, &usage);
+                    writeln!(
+                        out,
+                        "{model} (priced as {}{}): ${cost:.6}",
+                        price.model,
+                        price
+                            .effective_from
+                            .map(|d| format!(", prices from {d}"))
+                            .unwrap_or_default()
+                    )?;
+                    Ok(())
+                }
+            }
+        }
+    }
+}

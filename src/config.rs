@@ -1,0 +1,273 @@
+//! The configuration file (TOML): `RawConfig` is the public contract, parsed strictly
+//! (unknown keys are errors), then validated once into a `Config` with no open questions left.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::core::pricing::{PriceEntry, PriceTable};
+use crate::core::rollup::Scope;
+use crate::core::time::{Period, parse_tz};
+
+/// Default listen address: the OTLP/HTTP port, so OpenTelemetry exporters find llmwatch with no setting.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4318";
+/// Default database file.
+pub const DEFAULT_DB: &str = "llmwatch.db";
+/// Default largest accepted request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Default number of ingest batches waiting for the writer before ingest answers 503.
+pub const DEFAULT_WRITER_QUEUE: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The config file as written by the user.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address to listen on (default 127.0.0.1:4318).
+    pub listen: Option<String>,
+    /// SQLite database file (default ./llmwatch.db).
+    pub db: Option<PathBuf>,
+    /// IANA time zone for calendar days, weeks and months in reports and budgets (default UTC).
+    pub timezone: Option<String>,
+    /// Store the `input`/`output` texts of requests (default false: texts are dropped).
+    pub capture_content: Option<bool>,
+    /// Largest accepted request body in bytes (default 16 MiB); larger bodies get 413.
+    pub max_body_bytes: Option<usize>,
+    /// `full` (default): every acknowledged batch is fsynced; `normal`: survives a process crash
+    /// but not a power loss, faster on slow disks.
+    pub durability: Option<Durability>,
+    /// Ingest batches allowed to wait for the writer; beyond that ingest answers 503 + Retry-After.
+    pub writer_queue: Option<usize>,
+    /// Price entries that add models or override built-in ones (USD per 1M tokens).
+    #[serde(default)]
+    pub pricing: Vec<PriceEntry>,
+    /// Spending budgets.
+    #[serde(default)]
+    pub budgets: Vec<RawBudget>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    #[default]
+    Full,
+    Normal,
+}
+
+/// One `[[budgets]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    /// Unique name, shown in reports and alerts.
+    pub name: String,
+    /// `day`, `week` (ISO, Monday start) or `month`, in the configured time zone.
+    pub period: Period,
+    /// Spending limit for one period, in USD.
+    pub limit_usd: f64,
+    /// Count only requests of this feature.
+    pub feature: Option<String>,
+    /// Count only requests of this user.
+    pub user: Option<String>,
+    /// Count only requests of this model.
+    pub model: Option<String>,
+    /// Fraction of the limit at which the state becomes `warning` (default 0.8).
+    pub warn_at: Option<f64>,
+}
+
+/// A validated budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    pub name: String,
+    pub period: Period,
+    pub limit_usd: f64,
+    pub scope: Scope,
+    pub warn_at: f64,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub timezone: Tz,
+    pub capture_content: bool,
+    pub max_body_bytes: usize,
+    pub durability: Durability,
+    pub writer_queue: usize,
+    pub pricing: Arc<PriceTable>,
+    pub budgets: Vec<Budget>,
+}
+
+impl Config {
+    /// Reads and validates a config file; `None` gives the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let raw = match path {
+            None => RawConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                RawConfig::parse(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?
+            }
+        };
+        raw.validate()
+    }
+}
+
+impl RawConfig {
+    pub fn parse(text: &str) -> Result<RawConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen_text = self.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen_text.parse().map_err(|e| {
+            invalid(
+                "listen",
+                format!("{listen_text:?} is not an address like 127.0.0.1:4318: {e}"),
+            )
+        })?;
+        let timezone = parse_tz(self.timezone.as_deref().unwrap_or("UTC"))
+            .map_err(|m| invalid("timezone", m))?;
+        let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            return Err(invalid("max_body_bytes", "must be at least 1024"));
+        }
+        let writer_queue = self.writer_queue.unwrap_or(DEFAULT_WRITER_QUEUE);
+        if writer_queue == 0 {
+            return Err(invalid("writer_queue", "must be at least 1"));
+        }
+        let pricing = PriceTable::builtin()
+            .with_overrides(self.pricing)
+            .map_err(|e| invalid("pricing", e.to_string()))?;
+
+        let mut budgets: Vec<Budget> = Vec::with_capacity(self.budgets.len());
+        for (i, b) in self.budgets.into_iter().enumerate() {
+            let key = |field: &str| format!("budgets[{i}].{field}");
+            if b.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty"));
+            }
+            if budgets.iter().any(|other| other.name == b.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("duplicate budget name {:?}", b.name),
+                ));
+            }
+            if !(b.limit_usd.is_finite() && b.limit_usd > 0.0) {
+                return Err(invalid(key("limit_usd"), "must be a number > 0"));
+            }
+            let warn_at = b.warn_at.unwrap_or(0.8);
+            if !(warn_at.is_finite() && warn_at > 0.0 && warn_at <= 1.0) {
+                return Err(invalid(key("warn_at"), "must be in (0, 1]"));
+            }
+            budgets.push(Budget {
+                name: b.name,
+                period: b.period,
+                limit_usd: b.limit_usd,
+                scope: Scope {
+                    model: b.model,
+                    feature: b.feature,
+                    user: b.user,
+                    release: None,
+                },
+                warn_at,
+            });
+        }
+
+        Ok(Config {
+            listen,
+            db: self.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
+            timezone,
+            capture_content: self.capture_content.unwrap_or(false),
+            max_body_bytes,
+            durability: self.durability.unwrap_or_default(),
+            writer_queue,
+            pricing: Arc::new(pricing),
+            budgets,
+        })
+    }
+}
+
+/// The example configuration shipped in the repo; also the demo's configuration.
+pub const EXAMPLE_CONFIG: &str = include_str!("../examples/llmwatch.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(text: &str) -> Result<Config, ConfigError> {
+        RawConfig::parse(text)
+            .map_err(|message| ConfigError::Parse {
+                path: "test".into(),
+                message,
+            })?
+            .validate()
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let c = validate(EXAMPLE_CONFIG).unwrap();
+        assert_eq!(c.timezone.name(), "Asia/Seoul");
+        assert!(!c.budgets.is_empty());
+        assert!(c.pricing.resolve("acme-ft", 1_800_000_000_000).is_some());
+    }
+
+    #[test]
+    fn defaults_are_the_laptop_defaults() {
+        let c = validate("").unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.timezone.name(), "UTC");
+        assert!(!c.capture_content);
+        assert_eq!(c.durability, Durability::Full);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = validate("listen = \"127.0.0.1:1\"\nlisten_addr = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+        let e = validate("timezone = \"Mars/Olympus\"").unwrap_err();
+        assert!(e.to_string().contains("timezone"), "{e}");
+        let e =
+            validate("[[budgets]]\nname = \"d\"\nperiod = \"day\"\nlimit_usd = -5.0").unwrap_err();
+        assert!(e.to_string().contains("budgets[0].limit_usd"), "{e}");
+        let e = validate("[[budgets]]\nname = \"d\"\nperiod = \"fortnight\"\nlimit_usd = 5.0")
+            .unwrap_err();
+        assert!(e.to_string().contains("fortnight"), "{e}");
+    }
+
+    #[test]
+    fn budget_defaults_warn_at_80_percent() {
+        let c = validate(
+            "[[budgets]]\nname = \"d\"\nperiod = \"week\"\nlimit_usd = 50.0\nfeature = \"chat\"",
+        )
+        .unwrap();
+        assert_eq!(c.budgets[0].warn_at, 0.8);
+        assert_eq!(c.budgets[0].scope.feature.as_deref(), Some("chat"));
+    }
+}

@@ -1,0 +1,7 @@
+//! The pure domain: no I/O, no clock reads, no logging. Time is always an argument.
+
+pub mod pricing;
+pub mod record;
+pub mod rollup;
+pub mod time;
+pub mod traffic;

@@ -1,0 +1,550 @@
+//! The request record: one LLM-application request, the unit everything downstream reads.
+//!
+//! Owns the JSON contract of `POST /api/v1/events` items and their validation. Parsing is
+//! field by field from a `serde_json::Value`, so every error names the field at fault; unknown
+//! fields are ignored. No I/O and no clock reads: "now" is an argument.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Longest accepted `request_id`, in bytes.
+pub const MAX_REQUEST_ID_BYTES: usize = 256;
+/// Longest accepted short string (model, user id, feature, attribute values...), in bytes.
+pub const MAX_LABEL_BYTES: usize = 1024;
+/// Most entries accepted in `stages` or `attributes`.
+pub const MAX_MAP_ENTRIES: usize = 64;
+/// Longest accepted `input`/`output` text, in bytes.
+pub const MAX_CONTENT_BYTES: usize = 1 << 20;
+/// Largest accepted duration: one day, in milliseconds. Anything longer is a unit mistake.
+pub const MAX_DURATION_MS: f64 = 86_400_000.0;
+/// Token counts above this are rejected as absurd (a request of 10^12 tokens is a bug).
+pub const MAX_TOKENS: u64 = 1_000_000_000_000;
+
+/// The seed's five pipeline stages. Other stage names are allowed too.
+pub const STANDARD_STAGES: [&str; 5] = [
+    "preprocessing",
+    "guardrail",
+    "model_inference",
+    "tool_execution",
+    "postprocessing",
+];
+
+/// Outcome of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Ok,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// Token counts of one request, in the OpenAI/OpenTelemetry convention: cached and cache-write
+/// tokens are *included in* `input_tokens`, reasoning tokens in `output_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Input plus output tokens (cached, cache-write and reasoning are already inside them).
+    pub fn total(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+}
+
+/// One validated request record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub request_id: String,
+    /// Unix milliseconds.
+    pub timestamp_ms: i64,
+    pub model: String,
+    pub provider: Option<String>,
+    #[serde(flatten)]
+    pub usage: Usage,
+    pub user_id: Option<String>,
+    pub feature: Option<String>,
+    pub session_id: Option<String>,
+    pub release: Option<String>,
+    pub status: Status,
+    pub error_type: Option<String>,
+    /// Stage name -> milliseconds.
+    pub stages: BTreeMap<String, f64>,
+    /// Wall time of the whole request, in milliseconds.
+    pub duration_ms: f64,
+    pub ttft_ms: Option<f64>,
+    pub attributes: BTreeMap<String, String>,
+    pub input: Option<String>,
+    pub output: Option<String>,
+}
+
+impl Record {
+    /// Sum of the measured stages, in milliseconds.
+    pub fn stages_sum_ms(&self) -> f64 {
+        self.stages.values().sum()
+    }
+
+    /// Wall time not covered by any measured stage (never negative: overlapping stages may sum
+    /// to more than the wall time).
+    pub fn unaccounted_ms(&self) -> f64 {
+        (self.duration_ms - self.stages_sum_ms()).max(0.0)
+    }
+
+    /// The longest stage, if any stage was measured.
+    pub fn bottleneck_stage(&self) -> Option<&str> {
+        self.stages
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(name, _)| name.as_str())
+    }
+}
+
+/// Why one item of a batch was rejected: the field at fault and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct RecordError {
+    pub field: String,
+    pub message: String,
+}
+
+impl RecordError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses and validates one event. `now_ms` is the default timestamp.
+pub fn parse_record(value: &Value, now_ms: i64) -> Result<Record, RecordError> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| RecordError::new("(item)", "expected a JSON object"))?;
+
+    let request_id = required_string(obj, "request_id", MAX_REQUEST_ID_BYTES)?;
+    let timestamp_ms = match obj.get("timestamp") {
+        None | Some(Value::Null) => now_ms,
+        Some(v) => parse_timestamp(v).map_err(|m| RecordError::new("timestamp", m))?,
+    };
+    let model = required_string(obj, "model", MAX_LABEL_BYTES)?;
+    let provider = optional_string(obj, "provider", MAX_LABEL_BYTES)?;
+
+    let usage = Usage {
+        input_tokens: required_tokens(obj, "input_tokens")?,
+        output_tokens: required_tokens(obj, "output_tokens")?,
+        cached_input_tokens: optional_tokens(obj, "cached_input_tokens")?.unwrap_or(0),
+        cache_write_tokens: optional_tokens(obj, "cache_write_tokens")?.unwrap_or(0),
+        reasoning_tokens: optional_tokens(obj, "reasoning_tokens")?.unwrap_or(0),
+    };
+    if usage.cached_input_tokens + usage.cache_write_tokens > usage.input_tokens {
+        return Err(RecordError::new(
+            "cached_input_tokens",
+            format!(
+                "cached_input_tokens ({}) + cache_write_tokens ({}) exceed input_tokens ({}); \
+                 they are counted inside input_tokens",
+                usage.cached_input_tokens, usage.cache_write_tokens, usage.input_tokens
+            ),
+        ));
+    }
+    if usage.reasoning_tokens > usage.output_tokens {
+        return Err(RecordError::new(
+            "reasoning_tokens",
+            format!(
+                "reasoning_tokens ({}) exceed output_tokens ({}); they are counted inside output_tokens",
+                usage.reasoning_tokens, usage.output_tokens
+            ),
+        ));
+    }
+
+    let user_id = optional_string(obj, "user_id", MAX_LABEL_BYTES)?;
+    let feature = optional_string(obj, "feature", MAX_LABEL_BYTES)?;
+    let session_id = optional_string(obj, "session_id", MAX_LABEL_BYTES)?;
+    let release = optional_string(obj, "release", MAX_LABEL_BYTES)?;
+
+    let status = match obj.get("status") {
+        None | Some(Value::Null) => Status::Ok,
+        Some(Value::String(s)) if s == "ok" => Status::Ok,
+        Some(Value::String(s)) if s == "error" => Status::Error,
+        Some(other) => {
+            return Err(RecordError::new(
+                "status",
+                format!("expected \"ok\" or \"error\", got {}", brief(other)),
+            ));
+        }
+    };
+    let error_type = optional_string(obj, "error_type", MAX_LABEL_BYTES)?;
+
+    let stages = match obj.get("stages") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(map)) => {
+            if map.len() > MAX_MAP_ENTRIES {
+                return Err(RecordError::new(
+                    "stages",
+                    format!("at most {MAX_MAP_ENTRIES} stages, got {}", map.len()),
+                ));
+            }
+            let mut stages = BTreeMap::new();
+            for (name, v) in map {
+                let field = format!("stages.{name}");
+                check_label(&field, name, MAX_LABEL_BYTES)?;
+                stages.insert(name.clone(), duration(v, &field)?);
+            }
+            stages
+        }
+        Some(other) => {
+            return Err(RecordError::new(
+                "stages",
+                format!(
+                    "expected an object of stage name -> milliseconds, got {}",
+                    brief(other)
+                ),
+            ));
+        }
+    };
+    let duration_ms = match obj.get("duration_ms") {
+        None | Some(Value::Null) => stages.values().sum(),
+        Some(v) => duration(v, "duration_ms")?,
+    };
+    let ttft_ms = match obj.get("ttft_ms") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(duration(v, "ttft_ms")?),
+    };
+
+    let attributes = match obj.get("attributes") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(map)) => {
+            if map.len() > MAX_MAP_ENTRIES {
+                return Err(RecordError::new(
+                    "attributes",
+                    format!("at most {MAX_MAP_ENTRIES} attributes, got {}", map.len()),
+                ));
+            }
+            let mut attributes = BTreeMap::new();
+            for (key, v) in map {
+                let field = format!("attributes.{key}");
+                check_label(&field, key, MAX_LABEL_BYTES)?;
+                let s = v.as_str().ok_or_else(|| {
+                    RecordError::new(&field, format!("expected a string, got {}", brief(v)))
+                })?;
+                check_label(&field, s, MAX_LABEL_BYTES)?;
+                attributes.insert(key.clone(), s.to_owned());
+            }
+            attributes
+        }
+        Some(other) => {
+            return Err(RecordError::new(
+                "attributes",
+                format!(
+                    "expected an object of string -> string, got {}",
+                    brief(other)
+                ),
+            ));
+        }
+    };
+
+    let input = optional_string(obj, "input", MAX_CONTENT_BYTES)?;
+    let output = optional_string(obj, "output", MAX_CONTENT_BYTES)?;
+
+    Ok(Record {
+        request_id,
+        timestamp_ms,
+        model,
+        provider,
+        usage,
+        user_id,
+        feature,
+        session_id,
+        release,
+        status,
+        error_type,
+        stages,
+        duration_ms,
+        ttft_ms,
+        attributes,
+        input,
+        output,
+    })
+}
+
+/// Parses a timestamp given as RFC 3339 text or integer unix milliseconds.
+pub fn parse_timestamp(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::String(s) => parse_timestamp_str(s),
+        Value::Number(n) => n
+            .as_i64()
+            .filter(|ms| (0..=253_402_300_799_999).contains(ms))
+            .ok_or_else(|| {
+                format!("expected integer unix milliseconds (0 ..= year 9999), got {n}")
+            }),
+        other => Err(format!(
+            "expected RFC 3339 text or unix milliseconds, got {}",
+            brief(other)
+        )),
+    }
+}
+
+/// Parses RFC 3339 text or a decimal string of unix milliseconds (as in query strings).
+pub fn parse_timestamp_str(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return parse_timestamp(&Value::from(ms));
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| {
+            format!(
+                "expected RFC 3339 (e.g. 2026-01-31T12:00:00Z) or unix milliseconds, got {s:?}: {e}"
+            )
+        })
+}
+
+fn brief(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "a boolean".into(),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(_) => "a string".into(),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+fn check_label(field: &str, s: &str, max: usize) -> Result<(), RecordError> {
+    if s.is_empty() {
+        return Err(RecordError::new(field, "must not be empty"));
+    }
+    if s.len() > max {
+        return Err(RecordError::new(
+            field,
+            format!("at most {max} bytes, got {}", s.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn required_string(
+    obj: &Map<String, Value>,
+    field: &str,
+    max: usize,
+) -> Result<String, RecordError> {
+    optional_string(obj, field, max)?.ok_or_else(|| RecordError::new(field, "is required"))
+}
+
+fn optional_string(
+    obj: &Map<String, Value>,
+    field: &str,
+    max: usize,
+) -> Result<Option<String>, RecordError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            check_label(field, s, max)?;
+            Ok(Some(s.clone()))
+        }
+        Some(other) => Err(RecordError::new(
+            field,
+            format!("expected a string, got {}", brief(other)),
+        )),
+    }
+}
+
+fn required_tokens(obj: &Map<String, Value>, field: &str) -> Result<u64, RecordError> {
+    optional_tokens(obj, field)?.ok_or_else(|| RecordError::new(field, "is required"))
+}
+
+fn optional_tokens(obj: &Map<String, Value>, field: &str) -> Result<Option<u64>, RecordError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(t) if t <= MAX_TOKENS => Ok(Some(t)),
+            Some(t) => Err(RecordError::new(
+                field,
+                format!("{t} is larger than the limit of {MAX_TOKENS}"),
+            )),
+            None if n.as_i64().is_some_and(|i| i < 0) => Err(RecordError::new(
+                field,
+                format!("must be an integer >= 0, got {n}"),
+            )),
+            // A float with no fractional part (e.g. 12.0) is still a count.
+            None => match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && (0.0..=MAX_TOKENS as f64).contains(&f) => {
+                    Ok(Some(f as u64))
+                }
+                _ => Err(RecordError::new(
+                    field,
+                    format!("must be an integer >= 0, got {n}"),
+                )),
+            },
+        },
+        Some(other) => Err(RecordError::new(
+            field,
+            format!("expected an integer >= 0, got {}", brief(other)),
+        )),
+    }
+}
+
+fn duration(v: &Value, field: &str) -> Result<f64, RecordError> {
+    let ms = match v {
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        RecordError::new(
+            field,
+            format!("expected milliseconds as a number, got {}", brief(v)),
+        )
+    })?;
+    // serde_json never yields NaN or infinity from JSON text, but a huge literal can overflow.
+    if !ms.is_finite() || !(0.0..=MAX_DURATION_MS).contains(&ms) {
+        return Err(RecordError::new(
+            field,
+            format!("must be a finite number of milliseconds in 0 ..= {MAX_DURATION_MS}, got {ms}"),
+        ));
+    }
+    Ok(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn minimal() -> Value {
+        json!({"request_id": "r1", "model": "gpt-4o", "input_tokens": 100, "output_tokens": 20})
+    }
+
+    fn err_field(v: Value) -> String {
+        parse_record(&v, NOW).unwrap_err().field
+    }
+
+    #[test]
+    fn minimal_record_gets_defaults() {
+        let r = parse_record(&minimal(), NOW).unwrap();
+        assert_eq!(r.timestamp_ms, NOW);
+        assert_eq!(r.status, Status::Ok);
+        assert_eq!(r.usage.cached_input_tokens, 0);
+        assert_eq!(r.duration_ms, 0.0);
+        assert!(r.stages.is_empty());
+    }
+
+    #[test]
+    fn duration_defaults_to_sum_of_stages() {
+        let mut v = minimal();
+        v["stages"] = json!({"preprocessing": 12.5, "model_inference": 800, "custom_step": 7.5});
+        let r = parse_record(&v, NOW).unwrap();
+        assert_eq!(r.duration_ms, 820.0);
+        assert_eq!(r.bottleneck_stage(), Some("model_inference"));
+        assert_eq!(r.unaccounted_ms(), 0.0);
+    }
+
+    #[test]
+    fn unaccounted_time_is_wall_time_minus_stages() {
+        let mut v = minimal();
+        v["stages"] = json!({"guardrail": 100, "model_inference": 700});
+        v["duration_ms"] = json!(1000);
+        let r = parse_record(&v, NOW).unwrap();
+        assert_eq!(r.unaccounted_ms(), 200.0);
+    }
+
+    #[test]
+    fn timestamps_accept_rfc3339_and_unix_ms() {
+        let mut v = minimal();
+        v["timestamp"] = json!("2026-01-01T09:00:00+09:00");
+        assert_eq!(parse_record(&v, 0).unwrap().timestamp_ms, NOW);
+        v["timestamp"] = json!(NOW + 5);
+        assert_eq!(parse_record(&v, 0).unwrap().timestamp_ms, NOW + 5);
+        v["timestamp"] = json!("yesterday");
+        assert_eq!(err_field(v), "timestamp");
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        for field in ["request_id", "model", "input_tokens", "output_tokens"] {
+            let mut v = minimal();
+            v.as_object_mut().unwrap().remove(field);
+            assert_eq!(err_field(v), field);
+        }
+    }
+
+    #[test]
+    fn bad_token_counts_are_rejected() {
+        for bad in [json!(-1), json!(1.5), json!("10"), json!(true)] {
+            let mut v = minimal();
+            v["input_tokens"] = bad;
+            assert_eq!(err_field(v), "input_tokens");
+        }
+        let mut v = minimal();
+        v["output_tokens"] = json!(20.0);
+        assert_eq!(parse_record(&v, NOW).unwrap().usage.output_tokens, 20);
+    }
+
+    #[test]
+    fn cached_tokens_cannot_exceed_input() {
+        let mut v = minimal();
+        v["cached_input_tokens"] = json!(80);
+        v["cache_write_tokens"] = json!(30);
+        assert_eq!(err_field(v), "cached_input_tokens");
+        let mut v = minimal();
+        v["reasoning_tokens"] = json!(21);
+        assert_eq!(err_field(v), "reasoning_tokens");
+    }
+
+    #[test]
+    fn bad_durations_name_the_stage() {
+        let mut v = minimal();
+        v["stages"] = json!({"guardrail": -3});
+        assert_eq!(err_field(v), "stages.guardrail");
+        let mut v = minimal();
+        v["duration_ms"] = json!(1e300);
+        assert_eq!(err_field(v), "duration_ms");
+        let mut v = minimal();
+        v["ttft_ms"] = json!("fast");
+        assert_eq!(err_field(v), "ttft_ms");
+    }
+
+    #[test]
+    fn oversize_and_empty_strings_are_rejected() {
+        let mut v = minimal();
+        v["request_id"] = json!("x".repeat(257));
+        assert_eq!(err_field(v), "request_id");
+        let mut v = minimal();
+        v["request_id"] = json!("x".repeat(256));
+        assert!(parse_record(&v, NOW).is_ok());
+        let mut v = minimal();
+        v["feature"] = json!("");
+        assert_eq!(err_field(v), "feature");
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_status_is_checked() {
+        let mut v = minimal();
+        v["some_future_field"] = json!({"a": 1});
+        assert!(parse_record(&v, NOW).is_ok());
+        v["status"] = json!("failed");
+        assert_eq!(err_field(v), "status");
+    }
+
+    #[test]
+    fn attributes_must_be_strings() {
+        let mut v = minimal();
+        v["attributes"] = json!({"question_category": "billing", "n": 3});
+        assert_eq!(err_field(v), "attributes.n");
+    }
+}

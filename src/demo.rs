@@ -1,0 +1,129 @@
+//! `llmwatch demo`: a fresh database filled with two weeks of realistic traffic (through the
+//! same writer as ingest), served with the example configuration, plus a live trickle of new
+//! requests while it runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::api::system_clock;
+use crate::app::{App, shutdown_signal};
+use crate::cli::DemoArgs;
+use crate::config::{EXAMPLE_CONFIG, RawConfig};
+use crate::core::rollup::PricedRecord;
+use crate::core::time::{DAY_MS, local_date};
+use crate::core::traffic::TrafficGenerator;
+use crate::report;
+use crate::store::DEFAULT_PROJECT;
+
+/// Records submitted to the writer per batch while generating history.
+const HISTORY_BATCH: usize = 5_000;
+
+pub async fn run(args: DemoArgs) -> Result<()> {
+    let db = match args.db {
+        Some(db) => {
+            if db.exists() {
+                bail!(
+                    "{} already exists; the demo writes a fresh database",
+                    db.display()
+                );
+            }
+            db
+        }
+        None => fresh_temp_db(),
+    };
+    let mut config = RawConfig::parse(EXAMPLE_CONFIG)
+        .map_err(anyhow::Error::msg)?
+        .validate()?;
+    config.db = db.clone();
+    config.listen = args.listen;
+    let listener = if args.no_serve {
+        None
+    } else {
+        Some(
+            tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?,
+        )
+    };
+    let tz = config.timezone;
+    let prices = config.pricing.clone();
+    let app = App::build(config, system_clock())?;
+    let writer = app.state.writer.clone();
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = now - i64::from(args.days) * DAY_MS;
+    let mut generator = TrafficGenerator::new(args.seed);
+    eprintln!(
+        "generating {} days of traffic (~{} requests/day) into {} ...",
+        args.days,
+        args.per_day,
+        db.display()
+    );
+    let mut total = 0usize;
+    let mut batch = Vec::with_capacity(HISTORY_BATCH);
+    for record in generator.history_iter(start, now, args.per_day) {
+        batch.push(PricedRecord::new(record, &prices));
+        if batch.len() == HISTORY_BATCH {
+            total += batch.len();
+            writer
+                .submit(DEFAULT_PROJECT, std::mem::take(&mut batch))
+                .await?;
+        }
+    }
+    total += batch.len();
+    writer.submit(DEFAULT_PROJECT, batch).await?;
+    eprintln!("stored {total} requests");
+
+    let Some(listener) = listener else {
+        let yesterday = local_date(now - DAY_MS, tz);
+        let r =
+            report::daily_report(app.state.store.as_ref(), DEFAULT_PROJECT, yesterday, tz).await?;
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    };
+
+    // A live trickle at the average daily rate, so the newest minutes keep moving.
+    let per_second = (args.per_day as f64 / 86_400.0).max(0.2);
+    let trickle = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut carry = 0.0;
+        loop {
+            tick.tick().await;
+            carry += per_second * 5.0;
+            let n = carry.floor() as usize;
+            carry -= n as f64;
+            let now = chrono::Utc::now().timestamp_millis();
+            let records = generator
+                .live(now, 5_000, n)
+                .into_iter()
+                .map(|r| PricedRecord::new(r, &prices))
+                .collect();
+            if let Err(e) = writer.submit(DEFAULT_PROJECT, records).await {
+                tracing::warn!(error = %e, "demo trickle write failed");
+            }
+        }
+    });
+    let url = format!("http://{}", args.listen);
+    println!(
+        "llmwatch demo serving on {url}  (database {})",
+        db.display()
+    );
+    println!("  curl {url}/api/v1/reports/daily");
+    println!("  curl '{url}/api/v1/reports/cost?group_by=day'");
+    println!("  curl {url}/api/v1/budgets");
+    println!("  llmwatch report daily --server {url}");
+    println!("Ctrl-C to stop.");
+    app.serve(listener, async move {
+        shutdown_signal().await;
+        trickle.abort();
+    })
+    .await?;
+    Ok(())
+}
+
+fn fresh_temp_db() -> PathBuf {
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+    std::env::temp_dir().join(format!("llmwatch-demo-{stamp}-{}.db", std::process::id()))
+}

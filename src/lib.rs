@@ -1,0 +1,31 @@
+//! # llmwatch: monitoring for LLM applications in production
+//!
+//! ## Layout
+//! - [`core`]: the pure domain: request records and validation, pricing, rollups, time math,
+//!   synthetic traffic. No I/O.
+//! - [`config`]: the TOML config contract, validated once into [`config::Config`].
+//! - [`store`]: the storage trait and its embedded SQLite backend.
+//! - [`pipeline`]: the single writer: queued batches, group commit, acknowledgement after commit.
+//! - [`report`]: daily/cost reports and budget states from store totals.
+//! - [`api`]: the HTTP API (axum).
+//! - [`app`]: builds everything from a config, serves, shuts down in order.
+//! - [`demo`]: `llmwatch demo`: two weeks of realistic traffic, then a live trickle.
+//! - [`cli`]: the command line.
+//!
+//! ## Data flow
+//! ```text
+//! POST /api/v1/events -> parse + validate (core::record) -> price (core::pricing)
+//!   -> pipeline::Writer (bounded queue, one task) -> Store::write (raw rows + rollups, one
+//!   transaction) -> ack
+//! reports / budgets -> Store::totals (rollups; raw rows only for sub-minute edges)
+//! ```
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod demo;
+pub mod pipeline;
+pub mod report;
+pub mod store;

@@ -1,0 +1,64 @@
+-- Raw request records. cost_nanos is NULL when the model has no price (unpriced, never $0).
+CREATE TABLE requests (
+    project             TEXT    NOT NULL,
+    request_id          TEXT    NOT NULL,
+    ts_ms               INTEGER NOT NULL,
+    model               TEXT    NOT NULL,
+    provider            TEXT,
+    input_tokens        INTEGER NOT NULL,
+    output_tokens       INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL,
+    cache_write_tokens  INTEGER NOT NULL,
+    reasoning_tokens    INTEGER NOT NULL,
+    cost_nanos          INTEGER,
+    user_id             TEXT,
+    feature             TEXT,
+    session_id          TEXT,
+    release             TEXT,
+    status              TEXT    NOT NULL,
+    error_type          TEXT,
+    duration_ms         REAL    NOT NULL,
+    ttft_ms             REAL,
+    stages              TEXT,   -- JSON object stage -> ms, NULL when empty
+    attributes          TEXT,   -- JSON object key -> value, NULL when empty
+    input               TEXT,
+    output              TEXT
+);
+CREATE UNIQUE INDEX requests_by_id ON requests (project, request_id);
+CREATE INDEX requests_by_time ON requests (project, ts_ms);
+
+-- Rollups: additive totals per bucket. Absent labels are '' (validation rejects empty labels).
+CREATE TABLE rollup_series_1m (
+    project TEXT NOT NULL, bucket_ms INTEGER NOT NULL,
+    model TEXT NOT NULL, feature TEXT NOT NULL, release TEXT NOT NULL,
+    requests INTEGER NOT NULL, errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL, cost_nanos INTEGER NOT NULL,
+    unpriced_requests INTEGER NOT NULL, unpriced_tokens INTEGER NOT NULL,
+    duration_ms_sum REAL NOT NULL,
+    PRIMARY KEY (project, bucket_ms, model, feature, release)
+) WITHOUT ROWID;
+
+CREATE TABLE rollup_series_1h (
+    project TEXT NOT NULL, bucket_ms INTEGER NOT NULL,
+    model TEXT NOT NULL, feature TEXT NOT NULL, release TEXT NOT NULL,
+    requests INTEGER NOT NULL, errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL, cost_nanos INTEGER NOT NULL,
+    unpriced_requests INTEGER NOT NULL, unpriced_tokens INTEGER NOT NULL,
+    duration_ms_sum REAL NOT NULL,
+    PRIMARY KEY (project, bucket_ms, model, feature, release)
+) WITHOUT ROWID;
+
+CREATE TABLE rollup_user_1h (
+    project TEXT NOT NULL, bucket_ms INTEGER NOT NULL, user_id TEXT NOT NULL,
+    requests INTEGER NOT NULL, errors INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    cached_input_tokens INTEGER NOT NULL, cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL, cost_nanos INTEGER NOT NULL,
+    unpriced_requests INTEGER NOT NULL, unpriced_tokens INTEGER NOT NULL,
+    duration_ms_sum REAL NOT NULL,
+    PRIMARY KEY (project, bucket_ms, user_id)
+) WITHOUT ROWID;

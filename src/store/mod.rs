@@ -1,0 +1,91 @@
+//! Storage: the `Store` trait every backend implements and the query types it answers.
+//!
+//! Callers never see SQL. A backend writes priced records and their rollups in one durable
+//! step, and answers totals over any range from rollups (raw rows only for sub-minute edges or
+//! label combinations no rollup carries).
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::core::rollup::{Dimension, PricedRecord, Scope, Totals};
+use crate::core::time::Range;
+
+/// The project every row belongs to until authentication maps keys to projects.
+pub const DEFAULT_PROJECT: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "database {path} was written by a newer llmwatch (schema version {found}, this build knows up to {known})"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("cannot open database {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// Records new to the store.
+    pub inserted: usize,
+    /// Records whose request_id was already stored and which replaced the earlier record.
+    pub replaced: usize,
+}
+
+/// Totals over a range, optionally restricted and grouped.
+#[derive(Debug, Clone)]
+pub struct TotalsQuery {
+    pub project: String,
+    pub range: Range,
+    pub scope: Scope,
+    pub group_by: Option<Dimension>,
+}
+
+/// One group of a totals answer; `key` is `None` for requests without that label (and for the
+/// single row of an ungrouped query).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupTotals {
+    pub key: Option<String>,
+    pub totals: Totals,
+}
+
+/// A stored request with what enrichment added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRequest {
+    pub priced: PricedRecord,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a batch: a record whose `request_id` is already stored replaces it (and its
+    /// rollup contribution). Returns only once the batch is durably committed.
+    async fn write(
+        &self,
+        project: &str,
+        batch: Vec<PricedRecord>,
+    ) -> Result<WriteSummary, StoreError>;
+
+    /// Totals per group over a range. Groups with no requests are omitted.
+    async fn totals(&self, query: TotalsQuery) -> Result<Vec<GroupTotals>, StoreError>;
+
+    /// One stored request by id.
+    async fn request(
+        &self,
+        project: &str,
+        request_id: &str,
+    ) -> Result<Option<StoredRequest>, StoreError>;
+
+    /// Number of stored requests (all projects); for health and tests.
+    async fn count_requests(&self) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,540 @@
+//! The embedded SQLite backend (WAL). One writer connection, used only by the pipeline's single
+//! writer task; a small pool of read connections that never block it. Blocking calls run on
+//! tokio's blocking pool.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::{GroupTotals, Store, StoreError, StoredRequest, TotalsQuery, WriteSummary};
+use crate::config::Durability;
+use crate::core::record::{Record, Status, Usage};
+use crate::core::rollup::{Dimension, PricedRecord, RollupDelta, Totals};
+use crate::core::time::{HOUR_MS, MINUTE_MS, Source, plan};
+
+/// Schema migrations, applied in order; the database's `user_version` is the count applied.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// The additive columns of every rollup table, in `Totals` field order.
+const METRIC_COLUMNS: [&str; 11] = [
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "unpriced_requests",
+    "unpriced_tokens",
+    "duration_ms_sum",
+];
+
+/// The same metrics computed from one raw `requests` row.
+const RAW_METRIC_EXPRS: [&str; 11] = [
+    "1",
+    "status = 'error'",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "COALESCE(cost_nanos, 0)",
+    "cost_nanos IS NULL",
+    "CASE WHEN cost_nanos IS NULL THEN input_tokens + output_tokens ELSE 0 END",
+    "duration_ms",
+];
+
+const REQUEST_COLUMNS: &str = "request_id, ts_ms, model, provider, input_tokens, output_tokens, \
+     cached_input_tokens, cache_write_tokens, reasoning_tokens, cost_nanos, user_id, feature, \
+     session_id, release, status, error_type, duration_ms, ttft_ms, stages, attributes, input, output";
+
+/// A rollup tier: its table, bucket width, and the label columns it keeps.
+struct Tier {
+    table: &'static str,
+    width_ms: i64,
+    dims: &'static [Dimension],
+}
+
+const SERIES_DIMS: &[Dimension] = &[Dimension::Model, Dimension::Feature, Dimension::Release];
+const USER_DIMS: &[Dimension] = &[Dimension::User];
+
+/// Tier families, each widest first. A query reads from the first family whose labels cover
+/// its grouping and filters.
+const TIER_FAMILIES: &[&[Tier]] = &[
+    &[
+        Tier {
+            table: "rollup_series_1h",
+            width_ms: HOUR_MS,
+            dims: SERIES_DIMS,
+        },
+        Tier {
+            table: "rollup_series_1m",
+            width_ms: MINUTE_MS,
+            dims: SERIES_DIMS,
+        },
+    ],
+    &[Tier {
+        table: "rollup_user_1h",
+        width_ms: HOUR_MS,
+        dims: USER_DIMS,
+    }],
+];
+
+fn column_of(dim: Dimension) -> &'static str {
+    match dim {
+        Dimension::Model => "model",
+        Dimension::Feature => "feature",
+        Dimension::User => "user_id",
+        Dimension::Release => "release",
+    }
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave a connection half-used: every statement is
+    // inside a transaction that rolls back on drop. Recover the guard.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                message: format!("could not enable WAL journaling (got {mode})"),
+            });
+        }
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "cache_size", -32_000)?; // 32 MB
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        migrate(&mut conn, path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    fn open_reader(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "cache_size", -16_000)?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on a pooled read connection on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        let pooled = lock(&readers).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.open_reader()?,
+        };
+        tokio::task::spawn_blocking(move || {
+            let out = f(&conn);
+            let mut pool = lock(&readers);
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: path.display().to_string(),
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied schema migration");
+    }
+    Ok(())
+}
+
+fn opt_json<T: serde::Serialize>(map: &BTreeMap<String, T>) -> Option<String> {
+    if map.is_empty() {
+        None
+    } else {
+        serde_json::to_string(map).ok()
+    }
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    project: &str,
+    batch: &[PricedRecord],
+) -> Result<WriteSummary, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut summary = WriteSummary::default();
+    let mut delta = RollupDelta::default();
+    {
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT INTO requests (project, {REQUEST_COLUMNS}) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
+             ON CONFLICT (project, request_id) DO NOTHING"
+        ))?;
+        let mut select_old = tx.prepare_cached(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE project = ?1 AND request_id = ?2"
+        ))?;
+        let mut delete_old =
+            tx.prepare_cached("DELETE FROM requests WHERE project = ?1 AND request_id = ?2")?;
+
+        for pr in batch {
+            let r = &pr.record;
+            let stages = opt_json(&r.stages);
+            let attributes = opt_json(&r.attributes);
+            let params = params![
+                project,
+                r.request_id,
+                r.timestamp_ms,
+                r.model,
+                r.provider,
+                r.usage.input_tokens as i64,
+                r.usage.output_tokens as i64,
+                r.usage.cached_input_tokens as i64,
+                r.usage.cache_write_tokens as i64,
+                r.usage.reasoning_tokens as i64,
+                pr.cost_nanos,
+                r.user_id,
+                r.feature,
+                r.session_id,
+                r.release,
+                r.status.as_str(),
+                r.error_type,
+                r.duration_ms,
+                r.ttft_ms,
+                stages,
+                attributes,
+                r.input,
+                r.output,
+            ];
+            if insert.execute(params)? == 0 {
+                // Same request_id again: the new record replaces the old one, in raw rows and
+                // in every rollup, so a retried request is never counted twice.
+                let old = select_old
+                    .query_row(params![project, r.request_id], row_to_priced)?
+                    .map_err(StoreError::Corrupt)?;
+                delta.fold(&old.record, old.cost_nanos, true);
+                delete_old.execute(params![project, r.request_id])?;
+                insert.execute(params)?;
+                summary.replaced += 1;
+            } else {
+                summary.inserted += 1;
+            }
+            delta.fold(r, pr.cost_nanos, false);
+        }
+    }
+    apply_delta(&tx, project, &delta)?;
+    tx.commit()?;
+    Ok(summary)
+}
+
+fn upsert_sql(table: &str, key_columns: &[&str]) -> String {
+    let cols: Vec<&str> = key_columns
+        .iter()
+        .chain(METRIC_COLUMNS.iter())
+        .copied()
+        .collect();
+    let placeholders: Vec<String> = (1..=cols.len() + 1).map(|i| format!("?{i}")).collect();
+    let updates: Vec<String> = METRIC_COLUMNS
+        .iter()
+        .map(|c| format!("{c} = {c} + excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} (project, {}) VALUES ({}) ON CONFLICT (project, {}) DO UPDATE SET {}",
+        cols.join(", "),
+        placeholders.join(", "),
+        key_columns.join(", "),
+        updates.join(", ")
+    )
+}
+
+fn metric_values(t: &Totals) -> [SqlValue; 11] {
+    [
+        SqlValue::Integer(t.requests),
+        SqlValue::Integer(t.errors),
+        SqlValue::Integer(t.input_tokens),
+        SqlValue::Integer(t.output_tokens),
+        SqlValue::Integer(t.cached_input_tokens),
+        SqlValue::Integer(t.cache_write_tokens),
+        SqlValue::Integer(t.reasoning_tokens),
+        SqlValue::Integer(t.cost_nanos),
+        SqlValue::Integer(t.unpriced_requests),
+        SqlValue::Integer(t.unpriced_tokens),
+        SqlValue::Real(t.duration_ms_sum),
+    ]
+}
+
+fn apply_delta(
+    tx: &rusqlite::Transaction<'_>,
+    project: &str,
+    delta: &RollupDelta,
+) -> Result<(), StoreError> {
+    let series_keys = ["bucket_ms", "model", "feature", "release"];
+    for (table, map) in [
+        ("rollup_series_1m", &delta.series_minute),
+        ("rollup_series_1h", &delta.series_hour),
+    ] {
+        let mut stmt = tx.prepare_cached(&upsert_sql(table, &series_keys))?;
+        for (k, t) in map {
+            let mut values = vec![
+                SqlValue::Text(project.to_owned()),
+                SqlValue::Integer(k.bucket_ms),
+                SqlValue::Text(k.model.clone()),
+                SqlValue::Text(k.feature.clone()),
+                SqlValue::Text(k.release.clone()),
+            ];
+            values.extend(metric_values(t));
+            stmt.execute(rusqlite::params_from_iter(values))?;
+        }
+    }
+    let mut stmt = tx.prepare_cached(&upsert_sql("rollup_user_1h", &["bucket_ms", "user_id"]))?;
+    for (k, t) in &delta.user_hour {
+        let mut values = vec![
+            SqlValue::Text(project.to_owned()),
+            SqlValue::Integer(k.bucket_ms),
+            SqlValue::Text(k.user_id.clone()),
+        ];
+        values.extend(metric_values(t));
+        stmt.execute(rusqlite::params_from_iter(values))?;
+    }
+    Ok(())
+}
+
+/// Reads a `REQUEST_COLUMNS` row. The inner error is a corrupt-row description.
+fn row_to_priced(row: &Row<'_>) -> rusqlite::Result<Result<PricedRecord, String>> {
+    let tokens = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
+    let status: String = row.get(14)?;
+    let stages: Option<String> = row.get(18)?;
+    let attributes: Option<String> = row.get(19)?;
+    let stages = match stages.as_deref().map(serde_json::from_str).transpose() {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => return Ok(Err(format!("stages: {e}"))),
+    };
+    let attributes = match attributes.as_deref().map(serde_json::from_str).transpose() {
+        Ok(a) => a.unwrap_or_default(),
+        Err(e) => return Ok(Err(format!("attributes: {e}"))),
+    };
+    let record = Record {
+        request_id: row.get(0)?,
+        timestamp_ms: row.get(1)?,
+        model: row.get(2)?,
+        provider: row.get(3)?,
+        usage: Usage {
+            input_tokens: tokens(4)?,
+            output_tokens: tokens(5)?,
+            cached_input_tokens: tokens(6)?,
+            cache_write_tokens: tokens(7)?,
+            reasoning_tokens: tokens(8)?,
+        },
+        user_id: row.get(10)?,
+        feature: row.get(11)?,
+        session_id: row.get(12)?,
+        release: row.get(13)?,
+        status: if status == "error" {
+            Status::Error
+        } else {
+            Status::Ok
+        },
+        error_type: row.get(15)?,
+        duration_ms: row.get(16)?,
+        ttft_ms: row.get(17)?,
+        stages,
+        attributes,
+        input: row.get(20)?,
+        output: row.get(21)?,
+    };
+    Ok(Ok(PricedRecord {
+        record,
+        cost_nanos: row.get(9)?,
+    }))
+}
+
+/// Builds the SQL and parameters of a totals query: a UNION ALL of the planned segments,
+/// grouped once.
+fn totals_sql(q: &TotalsQuery) -> (String, Vec<SqlValue>) {
+    let mut needed: Vec<Dimension> = q.scope.dimensions();
+    if let Some(g) = q.group_by {
+        needed.push(g);
+    }
+    let family: &[Tier] = TIER_FAMILIES
+        .iter()
+        .find(|fam| needed.iter().all(|d| fam[0].dims.contains(d)))
+        .copied()
+        .unwrap_or(&[]);
+    let widths: Vec<i64> = family.iter().map(|t| t.width_ms).collect();
+
+    let mut parts = Vec::new();
+    let mut values = Vec::new();
+    for seg in plan(q.range, &widths) {
+        let (table, time_col, metrics, raw) = match seg.source {
+            Source::Tier(w) => {
+                let tier = family
+                    .iter()
+                    .find(|t| t.width_ms == w)
+                    .unwrap_or(&family[0]);
+                (tier.table, "bucket_ms", METRIC_COLUMNS, false)
+            }
+            Source::Raw => ("requests", "ts_ms", RAW_METRIC_EXPRS, true),
+        };
+        let key = match q.group_by {
+            None => "''".to_owned(),
+            Some(d) if raw => format!("COALESCE({}, '')", column_of(d)),
+            Some(d) => column_of(d).to_owned(),
+        };
+        let mut sql = format!(
+            "SELECT {key} AS k, {} FROM {table} WHERE project = ? AND {time_col} >= ? AND {time_col} < ?",
+            metrics.join(", ")
+        );
+        values.push(SqlValue::Text(q.project.clone()));
+        values.push(SqlValue::Integer(seg.range.from_ms));
+        values.push(SqlValue::Integer(seg.range.to_ms));
+        for d in q.scope.dimensions() {
+            sql.push_str(&format!(" AND {} = ?", column_of(d)));
+            values.push(SqlValue::Text(
+                q.scope.get(d).unwrap_or_default().to_owned(),
+            ));
+        }
+        parts.push(sql);
+    }
+    if parts.is_empty() {
+        // An empty range: a query that returns no rows, keeping one code path.
+        parts.push(format!(
+            "SELECT '' AS k, {} FROM rollup_series_1h WHERE 0",
+            METRIC_COLUMNS.join(", ")
+        ));
+    }
+    // Integer columns sum exactly; only the duration sum is floating point.
+    let sums: Vec<String> = (0..METRIC_COLUMNS.len())
+        .map(|i| {
+            if i + 1 == METRIC_COLUMNS.len() {
+                format!("TOTAL(c{i})")
+            } else {
+                format!("SUM(c{i})")
+            }
+        })
+        .collect();
+    let aliases: Vec<String> = (0..METRIC_COLUMNS.len()).map(|i| format!("c{i}")).collect();
+    let sql = format!(
+        "WITH u(k, {}) AS ({}) SELECT k, {} FROM u GROUP BY k HAVING SUM(c0) <> 0 ORDER BY k",
+        aliases.join(", "),
+        parts.join(" UNION ALL "),
+        sums.join(", ")
+    );
+    (sql, values)
+}
+
+fn query_totals(conn: &Connection, q: &TotalsQuery) -> Result<Vec<GroupTotals>, StoreError> {
+    let (sql, values) = totals_sql(q);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values), |row| {
+        let key: String = row.get(0)?;
+        let int = |i: usize| -> rusqlite::Result<i64> { row.get::<_, i64>(i) };
+        Ok(GroupTotals {
+            key: if key.is_empty() { None } else { Some(key) },
+            totals: Totals {
+                requests: int(1)?,
+                errors: int(2)?,
+                input_tokens: int(3)?,
+                output_tokens: int(4)?,
+                cached_input_tokens: int(5)?,
+                cache_write_tokens: int(6)?,
+                reasoning_tokens: int(7)?,
+                cost_nanos: int(8)?,
+                unpriced_requests: int(9)?,
+                unpriced_tokens: int(10)?,
+                duration_ms_sum: row.get(11)?,
+            },
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write(
+        &self,
+        project: &str,
+        batch: Vec<PricedRecord>,
+    ) -> Result<WriteSummary, StoreError> {
+        let writer = Arc::clone(&self.writer);
+        let project = project.to_owned();
+        tokio::task::spawn_blocking(move || write_batch(&mut lock(&writer), &project, &batch))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn totals(&self, query: TotalsQuery) -> Result<Vec<GroupTotals>, StoreError> {
+        self.read(move |conn| query_totals(conn, &query)).await
+    }
+
+    async fn request(
+        &self,
+        project: &str,
+        request_id: &str,
+    ) -> Result<Option<StoredRequest>, StoreError> {
+        let (project, request_id) = (project.to_owned(), request_id.to_owned());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {REQUEST_COLUMNS} FROM requests WHERE project = ?1 AND request_id = ?2"
+            ))?;
+            match stmt
+                .query_row(params![project, request_id], row_to_priced)
+                .optional()?
+            {
+                None => Ok(None),
+                Some(Ok(priced)) => Ok(Some(StoredRequest { priced })),
+                Some(Err(e)) => Err(StoreError::Corrupt(e)),
+            }
+        })
+        .await
+    }
+
+    async fn count_requests(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn.query_row("SELECT COUNT(*) FROM requests", [], |r| r.get(0))?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+}
