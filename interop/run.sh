@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Interop suite: llmwatch against independent programs that judge it.
-#  - sqlite3 (Debian's CLI): recomputes totals from the raw rows llmwatch stored and compares
-#    them with what the HTTP API and the CLI report (rollups), after a SIGKILL and a restart.
+#  - sqlite3 (Debian's CLI): recomputes totals and exact percentiles from the raw rows llmwatch
+#    stored and compares them with what the HTTP API and the CLI report (rollups and sketches),
+#    after a SIGKILL and a restart.
+#  - promtool (Debian's prometheus package): lints the /metrics exposition.
 # Installs what it needs (CI starts from a clean machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,7 @@ need_apt=()
 command -v sqlite3 >/dev/null || need_apt+=(sqlite3)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v jq >/dev/null || need_apt+=(jq)
+command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -84,6 +87,23 @@ for dim in model feature user_id; do
   actual=$(jq -r ".by_$key | to_entries[] | \"\(.key)=\(.value.requests)\"" <<<"$report" | sort | tr '\n' ' ')
   check "daily by_$key requests" "$expected" "$actual"
 done
+# Latency: p50/p95/p99 from merged sketches within 1% of the exact rank-based quantile that
+# sqlite3 computes from the raw rows (sorted, index floor(q * (n - 1))).
+lat=$(curl -fs "$url/api/v1/latency?from=$from_ms&to=$to_ms")
+n=$(q "SELECT COUNT(*) FROM requests WHERE $w")
+check "latency count" "$n" "$(jq .count <<<"$lat")"
+check "latency max (exact)" "$(q "SELECT MAX(duration_ms) FROM requests WHERE $w")" "$(jq .max <<<"$lat")"
+for p in 50 95 99; do
+  exact=$(q "SELECT duration_ms FROM requests WHERE $w ORDER BY duration_ms LIMIT 1 OFFSET CAST(($n - 1) * $p / 100 AS INTEGER)")
+  got=$(jq ".p$p" <<<"$lat")
+  check "latency p$p within 1% of exact ($exact)" "yes" "$(python3 -c "print('yes' if abs($got - $exact) <= 0.01 * $exact + 1e-9 else 'no: $got')")"
+done
+
+# Prometheus exposition, linted by promtool (silence = pass).
+curl -fs "$url/metrics" >"$work/metrics.txt"
+check "promtool check metrics" "" "$(promtool check metrics <"$work/metrics.txt" 2>&1)"
+check "exposition has the ingested requests" "yes" "$(grep -q '^llmwatch_requests_total{' "$work/metrics.txt" && echo yes || echo no)"
+
 cli_total=$("$bin" report daily --date "$day" --server "$url" --format json | jq .total_requests)
 check "CLI report (server) = API" "$(jq .total_requests <<<"$report")" "$cli_total"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true

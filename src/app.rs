@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Clock};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::pipeline::Writer;
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
@@ -23,12 +24,15 @@ impl App {
     /// Opens the store and starts the writer. Must run inside a tokio runtime.
     pub fn build(config: Config, clock: Clock) -> Result<App, StoreError> {
         let store = Arc::new(SqliteStore::open(&config.db, config.durability)?);
-        let (writer, writer_task) = Writer::spawn(store.clone(), config.writer_queue);
+        let metrics = Arc::new(Metrics::new(config.max_label_values));
+        let (writer, writer_task) =
+            Writer::spawn(store.clone(), Arc::clone(&metrics), config.writer_queue);
         Ok(App {
             state: AppState {
                 config: Arc::new(config),
                 store,
                 writer,
+                metrics,
                 clock,
             },
             writer_task,

@@ -15,7 +15,9 @@ use crate::api::system_clock;
 use crate::app::{App, shutdown_signal};
 use crate::config::{Config, DEFAULT_DB};
 use crate::core::record::Usage;
-use crate::core::time::local_date;
+use crate::core::record::parse_timestamp_str;
+use crate::core::rollup::Scope;
+use crate::core::time::{HOUR_MS, Range, local_date};
 use crate::report;
 use crate::store::DEFAULT_PROJECT;
 use crate::store::sqlite::SqliteStore;
@@ -44,6 +46,8 @@ pub enum Command {
     Report(ReportCommand),
     /// Budget states.
     Budgets(SourceArgs),
+    /// Latency percentiles and the stage breakdown, with the bottleneck marked.
+    Latency(LatencyArgs),
     /// The price table.
     #[command(subcommand)]
     Pricing(PricingCommand),
@@ -111,6 +115,24 @@ pub struct SourceArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct LatencyArgs {
+    /// Start (RFC 3339 or unix ms) [default: one hour before --to].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End, exclusive (RFC 3339 or unix ms) [default: now].
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub feature: Option<String>,
+    #[arg(long)]
+    pub release: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -201,6 +223,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ingest(args) => ingest(args).await,
         Command::Report(ReportCommand::Daily { date, source }) => report_daily(date, source).await,
         Command::Budgets(source) => budgets(source).await,
+        Command::Latency(args) => latency(args).await,
         Command::Pricing(cmd) => pricing(cmd),
     }
 }
@@ -581,6 +604,157 @@ async fn budgets(source: SourceArgs) -> Result<()> {
         return Ok(());
     }
     write_table(&mut out, &headers, &rows)
+}
+
+async fn latency(args: LatencyArgs) -> Result<()> {
+    let source = &args.source;
+    let value = match &source.server {
+        Some(server) => {
+            let mut query: Vec<String> = Vec::new();
+            for (k, v) in [
+                ("from", &args.from),
+                ("to", &args.to),
+                ("model", &args.model),
+                ("feature", &args.feature),
+                ("release", &args.release),
+            ] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", url_encode(v)));
+                }
+            }
+            get_json(server, &format!("/api/v1/latency?{}", query.join("&"))).await?
+        }
+        None => {
+            let (_, store) = open_local(source)?;
+            let parse = |v: &Option<String>, name: &str| -> Result<Option<i64>> {
+                v.as_deref()
+                    .map(|s| parse_timestamp_str(s).map_err(|m| anyhow::anyhow!("--{name}: {m}")))
+                    .transpose()
+            };
+            let to =
+                parse(&args.to, "to")?.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+            let from = parse(&args.from, "from")?.unwrap_or(to - HOUR_MS);
+            if from >= to {
+                bail!("--from must be before --to");
+            }
+            let scope = Scope {
+                model: args.model.clone(),
+                feature: args.feature.clone(),
+                user: None,
+                release: args.release.clone(),
+            };
+            let r =
+                crate::operations::latency(&store, DEFAULT_PROJECT, Range::new(from, to), &scope)
+                    .await?;
+            serde_json::to_value(r)?
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if source.format == Format::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    write_latency_table(&mut out, &value, source.format == Format::Csv)
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn ms_cell(v: &Value) -> String {
+    v.as_f64()
+        .map(|x| format!("{x:.1}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn share_cell(v: &Value) -> String {
+    v.as_f64()
+        .map(|x| format!("{:.1}%", x * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn write_latency_table(out: &mut impl Write, v: &Value, csv: bool) -> Result<()> {
+    let headers = [
+        "stage", "count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "share", "",
+    ];
+    let bottleneck = v["bottleneck"].as_str().unwrap_or_default();
+    let mut rows = vec![vec![
+        "(request)".to_owned(),
+        cell(&v["count"]),
+        ms_cell(&v["mean"]),
+        ms_cell(&v["p50"]),
+        ms_cell(&v["p95"]),
+        ms_cell(&v["p99"]),
+        "100.0%".to_owned(),
+        String::new(),
+    ]];
+    for (name, s) in v["stages"].as_object().into_iter().flatten() {
+        rows.push(vec![
+            name.clone(),
+            cell(&s["count"]),
+            ms_cell(&s["mean"]),
+            ms_cell(&s["p50"]),
+            ms_cell(&s["p95"]),
+            ms_cell(&s["p99"]),
+            share_cell(&s["share"]),
+            if name == bottleneck {
+                "<- bottleneck".into()
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    rows.push(vec![
+        "(unaccounted)".to_owned(),
+        String::new(),
+        ms_cell(&v["unaccounted"]["mean"]),
+        String::new(),
+        String::new(),
+        String::new(),
+        share_cell(&v["unaccounted"]["share"]),
+        String::new(),
+    ]);
+    let ttft = &v["ttft"];
+    rows.push(vec![
+        "(ttft)".to_owned(),
+        cell(&ttft["count"]),
+        ms_cell(&ttft["mean"]),
+        ms_cell(&ttft["p50"]),
+        ms_cell(&ttft["p95"]),
+        ms_cell(&ttft["p99"]),
+        String::new(),
+        String::new(),
+    ]);
+    if csv {
+        writeln!(out, "{}", headers[..7].join(","))?;
+        for r in rows {
+            writeln!(
+                out,
+                "{}",
+                r[..7]
+                    .iter()
+                    .map(|c| csv_field(c))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "Latency (ms): min {}  max {}  (quantiles within {}% relative error)\n",
+        ms_cell(&v["min"]),
+        ms_cell(&v["max"]),
+        v["relative_accuracy"].as_f64().unwrap_or(0.01) * 100.0
+    )?;
+    write_table(out, &headers, &rows)
 }
 
 fn pricing(cmd: PricingCommand) -> Result<()> {

@@ -60,6 +60,10 @@ pub struct RawConfig {
     pub durability: Option<Durability>,
     /// Ingest batches allowed to wait for the writer; beyond that ingest answers 503 + Retry-After.
     pub writer_queue: Option<usize>,
+    /// Prometheus label cardinality cap: the first N distinct values of a label (model,
+    /// feature, error type, stage) get their own series, later ones are exported as `other`
+    /// (default 50).
+    pub max_label_values: Option<usize>,
     /// Price entries that add models or override built-in ones (USD per 1M tokens).
     #[serde(default)]
     pub pricing: Vec<PriceEntry>,
@@ -116,6 +120,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub durability: Durability,
     pub writer_queue: usize,
+    pub max_label_values: usize,
     pub pricing: Arc<PriceTable>,
     pub budgets: Vec<Budget>,
 }
@@ -208,6 +213,7 @@ impl RawConfig {
             max_body_bytes,
             durability: self.durability.unwrap_or_default(),
             writer_queue,
+            max_label_values: self.max_label_values.unwrap_or(50),
             pricing: Arc::new(pricing),
             budgets,
         })

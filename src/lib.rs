@@ -2,11 +2,13 @@
 //!
 //! ## Layout
 //! - [`core`]: the pure domain: request records and validation, pricing, rollups, time math,
-//!   synthetic traffic. No I/O.
+//!   latency sketches, synthetic traffic. No I/O.
 //! - [`config`]: the TOML config contract, validated once into [`config::Config`].
 //! - [`store`]: the storage trait and its embedded SQLite backend.
 //! - [`pipeline`]: the single writer: queued batches, group commit, acknowledgement after commit.
 //! - [`report`]: daily/cost reports and budget states from store totals.
+//! - [`operations`]: latency percentiles by stage, error rate, throughput, time series.
+//! - [`metrics`]: the Prometheus exposition of what was ingested.
 //! - [`api`]: the HTTP API (axum).
 //! - [`app`]: builds everything from a config, serves, shuts down in order.
 //! - [`demo`]: `llmwatch demo`: two weeks of realistic traffic, then a live trickle.
@@ -26,6 +28,8 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod demo;
+pub mod metrics;
+pub mod operations;
 pub mod pipeline;
 pub mod report;
 pub mod store;

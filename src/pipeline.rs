@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::core::rollup::PricedRecord;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Most records committed in one transaction: bounds the writer's memory and commit latency.
@@ -40,9 +41,14 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task. `queue` is the number of batches that may wait.
-    pub fn spawn(store: Arc<dyn Store>, queue: usize) -> (Writer, JoinHandle<()>) {
+    /// Committed records (except replacements of earlier ones) are counted in `metrics`.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        queue: usize,
+    ) -> (Writer, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue);
-        let handle = tokio::spawn(run(store, rx));
+        let handle = tokio::spawn(run(store, metrics, rx));
         (Writer { tx }, handle)
     }
 
@@ -73,7 +79,7 @@ impl Writer {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<WriteJob>) {
+async fn run(store: Arc<dyn Store>, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<WriteJob>) {
     let mut jobs: Vec<WriteJob> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
     loop {
         if rx.recv_many(&mut jobs, MAX_JOBS_PER_COMMIT).await == 0 {
@@ -95,9 +101,21 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<WriteJob>) {
             for job in &mut jobs[..end] {
                 batch.append(&mut job.records);
             }
-            let result = store.write(&project, batch).await;
-            if let Err(e) = &result {
-                tracing::error!(error = %e, records = n, "write failed; batches rejected");
+            let batch = Arc::new(batch);
+            let result = store.write(&project, Arc::clone(&batch)).await;
+            match &result {
+                Ok(summary) => {
+                    // A replacement was counted when first seen: counters only go up.
+                    let mut replaced = summary.replaced.iter().peekable();
+                    for (i, pr) in batch.iter().enumerate() {
+                        if replaced.next_if_eq(&&i).is_none() {
+                            metrics.observe(pr);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, records = n, "write failed; batches rejected")
+                }
             }
             for job in jobs.drain(..end) {
                 let _ = job

@@ -129,10 +129,9 @@ async fn grouped(
 ) -> Result<Vec<GroupTotals>, StoreError> {
     store
         .totals(TotalsQuery {
-            project: project.to_owned(),
-            range,
             scope: scope.clone(),
             group_by: Some(dim),
+            ..TotalsQuery::new(project, range)
         })
         .await
 }
@@ -145,10 +144,8 @@ async fn total(
 ) -> Result<Totals, StoreError> {
     let groups = store
         .totals(TotalsQuery {
-            project: project.to_owned(),
-            range,
             scope: scope.clone(),
-            group_by: None,
+            ..TotalsQuery::new(project, range)
         })
         .await?;
     Ok(sum(&groups))
@@ -263,8 +260,10 @@ pub async fn cost_report(
                 let day_total = total(store, project, clipped, scope).await?;
                 if day_total.requests != 0 {
                     days.push(GroupTotals {
+                        bucket_ms: Some(day.from_ms),
                         key: Some(date.to_string()),
                         totals: day_total,
+                        sketches: None,
                     });
                 }
                 match date.succ_opt() {

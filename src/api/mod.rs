@@ -3,6 +3,7 @@
 
 mod error;
 mod events;
+mod operations;
 mod reports;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use axum::routing::get;
 pub use error::ApiError;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::pipeline::Writer;
 use crate::store::Store;
 
@@ -31,6 +33,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub writer: Writer,
+    pub metrics: Arc<Metrics>,
     pub clock: Clock,
 }
 
@@ -39,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(events::router())
         .merge(reports::router())
+        .merge(operations::router())
         // Ingest enforces its own, configured limit with the API's error shape.
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -3,5 +3,6 @@
 pub mod pricing;
 pub mod record;
 pub mod rollup;
+pub mod sketch;
 pub mod time;
 pub mod traffic;

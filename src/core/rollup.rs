@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::pricing::PriceTable;
 use super::record::{Record, Status};
-use super::time::{HOUR_MS, MINUTE_MS, bucket_start};
+use super::sketch::SketchSet;
+use super::time::{DAY_MS, HOUR_MS, MINUTE_MS, bucket_start};
 
 /// Nano-USD per USD.
 pub const NANOS_PER_USD: f64 = 1e9;
@@ -55,6 +56,8 @@ pub struct Totals {
     pub unpriced_requests: i64,
     pub unpriced_tokens: i64,
     pub duration_ms_sum: f64,
+    /// Sum over requests of wall time not covered by any stage.
+    pub unaccounted_ms_sum: f64,
 }
 
 impl Totals {
@@ -74,6 +77,7 @@ impl Totals {
             unpriced_requests: i64::from(cost_nanos.is_none()),
             unpriced_tokens: if cost_nanos.is_none() { tokens } else { 0 },
             duration_ms_sum: record.duration_ms,
+            unaccounted_ms_sum: record.unaccounted_ms(),
         }
     }
 
@@ -89,6 +93,7 @@ impl Totals {
         self.unpriced_requests += o.unpriced_requests;
         self.unpriced_tokens += o.unpriced_tokens;
         self.duration_ms_sum += o.duration_ms_sum;
+        self.unaccounted_ms_sum += o.unaccounted_ms_sum;
     }
 
     pub fn negated(&self) -> Totals {
@@ -104,6 +109,7 @@ impl Totals {
             unpriced_requests: -self.unpriced_requests,
             unpriced_tokens: -self.unpriced_tokens,
             duration_ms_sum: -self.duration_ms_sum,
+            unaccounted_ms_sum: -self.unaccounted_ms_sum,
         }
     }
 
@@ -139,6 +145,8 @@ pub enum Dimension {
     Feature,
     User,
     Release,
+    /// `error_type` of failed requests.
+    ErrorType,
 }
 
 impl Dimension {
@@ -148,6 +156,7 @@ impl Dimension {
             Dimension::Feature => "feature",
             Dimension::User => "user",
             Dimension::Release => "release",
+            Dimension::ErrorType => "error_type",
         }
     }
 }
@@ -174,8 +183,39 @@ impl Scope {
             Dimension::Feature => self.feature.as_deref(),
             Dimension::User => self.user.as_deref(),
             Dimension::Release => self.release.as_deref(),
+            Dimension::ErrorType => None,
         }
     }
+}
+
+/// Bucket widths of the per-series rollup tiers, widest first (UTC-aligned days, hours, minutes).
+pub const SERIES_TIERS: [i64; 3] = [DAY_MS, HOUR_MS, MINUTE_MS];
+/// Bucket widths of the per-error-type rollup tiers, widest first.
+pub const ERROR_TIERS: [i64; 2] = [HOUR_MS, MINUTE_MS];
+
+/// Sketch names in a rollup row's `SketchSet`.
+pub const SKETCH_DURATION: &str = "duration";
+pub const SKETCH_TTFT: &str = "ttft";
+/// Prefix of a stage's sketch name: `stage:model_inference`.
+pub const SKETCH_STAGE_PREFIX: &str = "stage:";
+
+/// Adds a record's latencies (duration, TTFT, each stage) to `set`.
+pub fn add_latencies(set: &mut SketchSet, r: &Record, stage_names: &[String]) {
+    set.insert(SKETCH_DURATION, r.duration_ms);
+    if let Some(t) = r.ttft_ms {
+        set.insert(SKETCH_TTFT, t);
+    }
+    for (name, ms) in stage_names.iter().zip(r.stages.values()) {
+        set.insert(name, *ms);
+    }
+}
+
+/// The sketch names of a record's stages, in `r.stages` order.
+pub fn stage_sketch_names(r: &Record) -> Vec<String> {
+    r.stages
+        .keys()
+        .map(|k| format!("{SKETCH_STAGE_PREFIX}{k}"))
+        .collect()
 }
 
 /// Key of a per-series rollup row. Absent feature/release are the empty string, which
@@ -188,6 +228,24 @@ pub struct SeriesKey {
     pub release: String,
 }
 
+impl SeriesKey {
+    pub fn of(r: &Record, width_ms: i64) -> Self {
+        SeriesKey {
+            bucket_ms: bucket_start(r.timestamp_ms, width_ms),
+            model: r.model.clone(),
+            feature: r.feature.clone().unwrap_or_default(),
+            release: r.release.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Key of a per-error-type rollup row (failed requests only; absent type is "").
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ErrorKey {
+    pub series: SeriesKey,
+    pub error_type: String,
+}
+
 /// Key of a per-user rollup row; absent user is the empty string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserKey {
@@ -195,38 +253,88 @@ pub struct UserKey {
     pub user_id: String,
 }
 
-/// Rollup changes from one write batch, ready for storage to add to its tables.
+/// A series rollup change: totals to add and sketches to merge, or, when `rebuild` is set, a
+/// request to recompute the row's sketches from raw rows (a replaced record's latencies cannot
+/// be taken out of a sketch while keeping min and max exact).
+#[derive(Debug, Default)]
+pub struct SeriesDelta {
+    pub totals: Totals,
+    pub sketches: SketchSet,
+    pub rebuild: bool,
+}
+
+/// Rollup changes from one write batch, ready for storage to apply.
 #[derive(Debug, Default)]
 pub struct RollupDelta {
-    pub series_minute: HashMap<SeriesKey, Totals>,
-    pub series_hour: HashMap<SeriesKey, Totals>,
+    /// One map per width of `SERIES_TIERS`.
+    pub series: [HashMap<SeriesKey, SeriesDelta>; 3],
+    /// One map per width of `ERROR_TIERS`.
+    pub errors: [HashMap<ErrorKey, Totals>; 2],
     pub user_hour: HashMap<UserKey, Totals>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Latencies {
+    Add,
+    Unchanged,
+    Rebuild,
+}
+
 impl RollupDelta {
-    /// Adds (or with `negate`, subtracts) one record's contribution to every tier.
-    pub fn fold(&mut self, record: &Record, cost_nanos: Option<i64>, negate: bool) {
-        let mut t = Totals::of(record, cost_nanos);
+    /// Adds a record new to the store.
+    pub fn add(&mut self, r: &PricedRecord) {
+        self.fold(r, false, Latencies::Add);
+    }
+
+    /// Replaces `old` by `new` (the same request id sent again).
+    pub fn replace(&mut self, old: &PricedRecord, new: &PricedRecord) {
+        let (o, n) = (&old.record, &new.record);
+        // A plain retry carries the same latencies in the same series minute: sketches stay.
+        let same = SeriesKey::of(o, MINUTE_MS) == SeriesKey::of(n, MINUTE_MS)
+            && o.duration_ms == n.duration_ms
+            && o.ttft_ms == n.ttft_ms
+            && o.stages == n.stages;
+        let mode = if same {
+            Latencies::Unchanged
+        } else {
+            Latencies::Rebuild
+        };
+        self.fold(old, true, mode);
+        self.fold(new, false, mode);
+    }
+
+    fn fold(&mut self, pr: &PricedRecord, negate: bool, latencies: Latencies) {
+        let r = &pr.record;
+        let mut t = Totals::of(r, pr.cost_nanos);
         if negate {
             t = t.negated();
         }
-        let feature = record.feature.clone().unwrap_or_default();
-        let release = record.release.clone().unwrap_or_default();
-        for (width, map) in [
-            (MINUTE_MS, &mut self.series_minute),
-            (HOUR_MS, &mut self.series_hour),
-        ] {
-            let key = SeriesKey {
-                bucket_ms: bucket_start(record.timestamp_ms, width),
-                model: record.model.clone(),
-                feature: feature.clone(),
-                release: release.clone(),
-            };
-            map.entry(key).or_default().add(&t);
+        let stage_names = if latencies == Latencies::Add {
+            stage_sketch_names(r)
+        } else {
+            Vec::new()
+        };
+        for (width, map) in SERIES_TIERS.iter().zip(self.series.iter_mut()) {
+            let row = map.entry(SeriesKey::of(r, *width)).or_default();
+            row.totals.add(&t);
+            match latencies {
+                Latencies::Add => add_latencies(&mut row.sketches, r, &stage_names),
+                Latencies::Unchanged => {}
+                Latencies::Rebuild => row.rebuild = true,
+            }
+        }
+        if r.status == Status::Error {
+            for (width, map) in ERROR_TIERS.iter().zip(self.errors.iter_mut()) {
+                let key = ErrorKey {
+                    series: SeriesKey::of(r, *width),
+                    error_type: r.error_type.clone().unwrap_or_default(),
+                };
+                map.entry(key).or_default().add(&t);
+            }
         }
         let key = UserKey {
-            bucket_ms: bucket_start(record.timestamp_ms, HOUR_MS),
-            user_id: record.user_id.clone().unwrap_or_default(),
+            bucket_ms: bucket_start(r.timestamp_ms, HOUR_MS),
+            user_id: r.user_id.clone().unwrap_or_default(),
         };
         self.user_hour.entry(key).or_default().add(&t);
     }
@@ -253,16 +361,45 @@ mod tests {
         r
     }
 
-    #[test]
-    fn replacing_a_record_cancels_exactly() {
-        let mut d = RollupDelta::default();
-        let a = rec("a", 90_000, "gpt-4o", 100, 10);
-        d.fold(&a, Some(1_234), false);
-        d.fold(&a, Some(1_234), true);
-        for t in d.series_minute.values().chain(d.series_hour.values()) {
-            assert!(t.is_zero());
-            assert_eq!(t.duration_ms_sum, 0.0);
+    fn priced(r: Record, cost: i64) -> PricedRecord {
+        PricedRecord {
+            record: r,
+            cost_nanos: Some(cost),
         }
+    }
+
+    #[test]
+    fn a_plain_retry_changes_nothing() {
+        let mut d = RollupDelta::default();
+        let mut a = rec("a", 90_000, "gpt-4o", 100, 10);
+        a.duration_ms = 250.0;
+        a.status = Status::Error;
+        let a = priced(a, 1_234);
+        d.add(&a);
+        d.replace(&a, &a);
+        for map in &d.series {
+            let row = map.values().next().unwrap();
+            assert_eq!(row.totals.requests, 1);
+            assert_eq!(row.totals.cost_nanos, 1_234);
+            assert!(!row.rebuild);
+            assert_eq!(row.sketches.get(SKETCH_DURATION).unwrap().count(), 1);
+        }
+        assert_eq!(d.errors[0].values().next().unwrap().requests, 1);
+    }
+
+    #[test]
+    fn a_correction_cancels_totals_and_asks_for_a_sketch_rebuild() {
+        let mut d = RollupDelta::default();
+        let old = priced(rec("a", 90_000, "gpt-4o", 100, 10), 1_234);
+        let mut new = old.clone();
+        new.record.duration_ms = 900.0;
+        new.cost_nanos = Some(2_000);
+        d.replace(&old, &new);
+        let row = d.series[2].values().next().unwrap();
+        assert_eq!((row.totals.requests, row.totals.cost_nanos), (0, 766));
+        assert_eq!(row.totals.duration_ms_sum, 900.0);
+        assert!(row.rebuild);
+        assert!(row.sketches.is_empty());
     }
 
     #[test]
@@ -275,16 +412,28 @@ mod tests {
     }
 
     #[test]
-    fn records_fold_into_minute_and_hour_buckets() {
+    fn records_fold_into_minute_hour_and_day_buckets() {
         let mut d = RollupDelta::default();
-        d.fold(&rec("a", 61_000, "m", 1, 1), Some(5), false);
-        d.fold(&rec("b", 119_999, "m", 1, 1), Some(7), false);
-        d.fold(&rec("c", 120_000, "m", 1, 1), Some(11), false);
-        assert_eq!(d.series_minute.len(), 2);
-        assert_eq!(d.series_hour.len(), 1);
-        let hour = d.series_hour.values().next().unwrap();
-        assert_eq!((hour.requests, hour.cost_nanos), (3, 23));
+        let mut b = rec("b", 119_999, "m", 1, 1);
+        b.stages.insert("guardrail".into(), 30.0);
+        b.ttft_ms = Some(12.0);
+        d.add(&priced(rec("a", 61_000, "m", 1, 1), 5));
+        d.add(&priced(b, 7));
+        d.add(&priced(rec("c", 120_000, "m", 1, 1), 11));
+        assert_eq!(
+            [d.series[0].len(), d.series[1].len(), d.series[2].len()],
+            [1, 1, 2]
+        );
+        let hour = d.series[1].values().next().unwrap();
+        assert_eq!((hour.totals.requests, hour.totals.cost_nanos), (3, 23));
+        assert_eq!(hour.sketches.get(SKETCH_DURATION).unwrap().count(), 3);
+        assert_eq!(hour.sketches.get(SKETCH_TTFT).unwrap().count(), 1);
+        assert_eq!(
+            hour.sketches.get("stage:guardrail").unwrap().max(),
+            Some(30.0)
+        );
         assert_eq!(d.user_hour.values().next().unwrap().requests, 3);
+        assert!(d.errors.iter().all(|m| m.is_empty()));
     }
 
     #[test]

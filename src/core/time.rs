@@ -130,6 +130,16 @@ pub enum Period {
     Month,
 }
 
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Week => "week",
+            Period::Month => "month",
+        }
+    }
+}
+
 /// The period of kind `period` that holds `t_ms`, as local calendar bounds in `tz`.
 pub fn period_range(period: Period, t_ms: i64, tz: Tz) -> Range {
     let date = local_date(t_ms, tz);

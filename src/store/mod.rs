@@ -6,9 +6,12 @@
 
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::core::rollup::{Dimension, PricedRecord, Scope, Totals};
+use crate::core::sketch::SketchSet;
 use crate::core::time::Range;
 
 /// The project every row belongs to until authentication maps keys to projects.
@@ -35,29 +38,50 @@ pub enum StoreError {
 }
 
 /// What a write did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteSummary {
     /// Records new to the store.
     pub inserted: usize,
-    /// Records whose request_id was already stored and which replaced the earlier record.
-    pub replaced: usize,
+    /// Positions in the batch of records whose request_id was already stored and which
+    /// replaced the earlier record.
+    pub replaced: Vec<usize>,
 }
 
-/// Totals over a range, optionally restricted and grouped.
+/// Totals over a range, optionally restricted, grouped by a label and bucketed in time.
 #[derive(Debug, Clone)]
 pub struct TotalsQuery {
     pub project: String,
     pub range: Range,
     pub scope: Scope,
     pub group_by: Option<Dimension>,
+    /// Bucket the answer into UTC-aligned buckets of this width (a multiple of 60 s).
+    pub step_ms: Option<i64>,
+    /// Also merge the latency sketches of each group.
+    pub with_sketches: bool,
+}
+
+impl TotalsQuery {
+    /// Ungrouped totals of a project over a range.
+    pub fn new(project: &str, range: Range) -> Self {
+        TotalsQuery {
+            project: project.to_owned(),
+            range,
+            scope: Scope::default(),
+            group_by: None,
+            step_ms: None,
+            with_sketches: false,
+        }
+    }
 }
 
 /// One group of a totals answer; `key` is `None` for requests without that label (and for the
-/// single row of an ungrouped query).
+/// groups of an ungrouped query); `bucket_ms` is set when the query has a step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupTotals {
+    pub bucket_ms: Option<i64>,
     pub key: Option<String>,
     pub totals: Totals,
+    pub sketches: Option<SketchSet>,
 }
 
 /// A stored request with what enrichment added.
@@ -73,10 +97,10 @@ pub trait Store: Send + Sync + 'static {
     async fn write(
         &self,
         project: &str,
-        batch: Vec<PricedRecord>,
+        batch: Arc<Vec<PricedRecord>>,
     ) -> Result<WriteSummary, StoreError>;
 
-    /// Totals per group over a range. Groups with no requests are omitted.
+    /// Totals per group (and bucket) over a range. Groups with no requests are omitted.
     async fn totals(&self, query: TotalsQuery) -> Result<Vec<GroupTotals>, StoreError>;
 
     /// One stored request by id.

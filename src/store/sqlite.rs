@@ -10,17 +10,23 @@ use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
+use rusqlite::functions::{Aggregate, Context, FunctionFlags};
+
 use super::{GroupTotals, Store, StoreError, StoredRequest, TotalsQuery, WriteSummary};
 use crate::config::Durability;
 use crate::core::record::{Record, Status, Usage};
-use crate::core::rollup::{Dimension, PricedRecord, RollupDelta, Totals};
-use crate::core::time::{HOUR_MS, MINUTE_MS, Source, plan};
+use crate::core::rollup::{
+    Dimension, PricedRecord, RollupDelta, SERIES_TIERS, SeriesKey, Totals, add_latencies,
+    stage_sketch_names,
+};
+use crate::core::sketch::{SketchSet, merge_encoded};
+use crate::core::time::{DAY_MS, HOUR_MS, MINUTE_MS, Source, plan};
 
 /// Schema migrations, applied in order; the database's `user_version` is the count applied.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
 
 /// The additive columns of every rollup table, in `Totals` field order.
-const METRIC_COLUMNS: [&str; 11] = [
+const METRIC_COLUMNS: [&str; 12] = [
     "requests",
     "errors",
     "input_tokens",
@@ -32,10 +38,11 @@ const METRIC_COLUMNS: [&str; 11] = [
     "unpriced_requests",
     "unpriced_tokens",
     "duration_ms_sum",
+    "unaccounted_ms_sum",
 ];
 
 /// The same metrics computed from one raw `requests` row.
-const RAW_METRIC_EXPRS: [&str; 11] = [
+const RAW_METRIC_EXPRS: [&str; 12] = [
     "1",
     "status = 'error'",
     "input_tokens",
@@ -47,42 +54,69 @@ const RAW_METRIC_EXPRS: [&str; 11] = [
     "cost_nanos IS NULL",
     "CASE WHEN cost_nanos IS NULL THEN input_tokens + output_tokens ELSE 0 END",
     "duration_ms",
+    "unaccounted_ms",
 ];
 
 const REQUEST_COLUMNS: &str = "request_id, ts_ms, model, provider, input_tokens, output_tokens, \
      cached_input_tokens, cache_write_tokens, reasoning_tokens, cost_nanos, user_id, feature, \
-     session_id, release, status, error_type, duration_ms, ttft_ms, stages, attributes, input, output";
+     session_id, release, status, error_type, duration_ms, ttft_ms, stages, attributes, input, output, \
+     unaccounted_ms";
 
-/// A rollup tier: its table, bucket width, and the label columns it keeps.
+/// A rollup tier: its table, bucket width, the label columns it keeps, and whether its rows
+/// carry latency sketches.
 struct Tier {
     table: &'static str,
     width_ms: i64,
     dims: &'static [Dimension],
+    sketches: bool,
 }
 
 const SERIES_DIMS: &[Dimension] = &[Dimension::Model, Dimension::Feature, Dimension::Release];
+const ERROR_DIMS: &[Dimension] = &[
+    Dimension::Model,
+    Dimension::Feature,
+    Dimension::Release,
+    Dimension::ErrorType,
+];
 const USER_DIMS: &[Dimension] = &[Dimension::User];
 
+const fn tier(table: &'static str, width_ms: i64, dims: &'static [Dimension]) -> Tier {
+    Tier {
+        table,
+        width_ms,
+        dims,
+        sketches: false,
+    }
+}
+
+/// The per-series tables, in `SERIES_TIERS` order.
+const SERIES_TABLES: [&str; 3] = ["rollup_series_1d", "rollup_series_1h", "rollup_series_1m"];
+/// The per-error-type tables, in `ERROR_TIERS` order.
+const ERROR_TABLES: [&str; 2] = ["rollup_errors_1h", "rollup_errors_1m"];
+
 /// Tier families, each widest first. A query reads from the first family whose labels cover
-/// its grouping and filters.
+/// its grouping and filters (and which has sketches, if asked); otherwise from raw rows.
 const TIER_FAMILIES: &[&[Tier]] = &[
     &[
         Tier {
-            table: "rollup_series_1h",
-            width_ms: HOUR_MS,
-            dims: SERIES_DIMS,
+            sketches: true,
+            ..tier("rollup_series_1d", DAY_MS, SERIES_DIMS)
         },
         Tier {
-            table: "rollup_series_1m",
-            width_ms: MINUTE_MS,
-            dims: SERIES_DIMS,
+            sketches: true,
+            ..tier("rollup_series_1h", HOUR_MS, SERIES_DIMS)
+        },
+        Tier {
+            sketches: true,
+            ..tier("rollup_series_1m", MINUTE_MS, SERIES_DIMS)
         },
     ],
-    &[Tier {
-        table: "rollup_user_1h",
-        width_ms: HOUR_MS,
-        dims: USER_DIMS,
-    }],
+    // Failed requests only: a query reaches it only when grouping by error type.
+    &[
+        tier("rollup_errors_1h", HOUR_MS, ERROR_DIMS),
+        tier("rollup_errors_1m", MINUTE_MS, ERROR_DIMS),
+    ],
+    &[tier("rollup_user_1h", HOUR_MS, USER_DIMS)],
 ];
 
 fn column_of(dim: Dimension) -> &'static str {
@@ -91,6 +125,7 @@ fn column_of(dim: Dimension) -> &'static str {
         Dimension::Feature => "feature",
         Dimension::User => "user_id",
         Dimension::Release => "release",
+        Dimension::ErrorType => "error_type",
     }
 }
 
@@ -128,6 +163,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "cache_size", -32_000)?; // 32 MB
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        register_functions(&conn)?;
         migrate(&mut conn, path)?;
         Ok(Self {
             path: path.to_owned(),
@@ -143,6 +179,7 @@ impl SqliteStore {
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "cache_size", -16_000)?;
+        register_functions(&conn)?;
         Ok(conn)
     }
 
@@ -199,6 +236,85 @@ fn opt_json<T: serde::Serialize>(map: &BTreeMap<String, T>) -> Option<String> {
     }
 }
 
+fn user_error(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(Box::new(e))
+}
+
+/// Merges encoded sketch sets inside SQLite: `llmwatch_sketch_agg(blob)`.
+struct SketchAgg;
+
+impl Aggregate<SketchSet, Option<Vec<u8>>> for SketchAgg {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<SketchSet> {
+        Ok(SketchSet::new())
+    }
+    fn step(&self, ctx: &mut Context<'_>, acc: &mut SketchSet) -> rusqlite::Result<()> {
+        if let Some(bytes) = ctx.get_raw(0).as_blob_or_null()? {
+            acc.merge(&SketchSet::from_bytes(bytes).map_err(user_error)?);
+        }
+        Ok(())
+    }
+    fn finalize(
+        &self,
+        _: &mut Context<'_>,
+        acc: Option<SketchSet>,
+    ) -> rusqlite::Result<Option<Vec<u8>>> {
+        Ok(acc.filter(|s| !s.is_empty()).map(|s| s.to_bytes()))
+    }
+}
+
+/// Registers the sketch functions on a connection:
+/// `llmwatch_sketch_merge(a, b)` (upserts), `llmwatch_sketch_agg(s)` (queries) and
+/// `llmwatch_sketch_of(duration_ms, ttft_ms, stages_json)` (sketches of one raw row).
+fn register_functions(conn: &Connection) -> Result<(), StoreError> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("llmwatch_sketch_merge", 2, flags, |ctx| {
+        let a = ctx.get_raw(0).as_blob_or_null()?;
+        let b = ctx.get_raw(1).as_blob_or_null()?;
+        Ok(match (a, b) {
+            (None, None) => None,
+            (Some(x), None) | (None, Some(x)) => Some(x.to_vec()),
+            (Some(a), Some(b)) => Some(merge_encoded(a, b).map_err(user_error)?),
+        })
+    })?;
+    conn.create_aggregate_function("llmwatch_sketch_agg", 1, flags, SketchAgg)?;
+    conn.create_scalar_function("llmwatch_sketch_of", 3, flags, |ctx| {
+        let mut r = Record {
+            duration_ms: ctx.get(0)?,
+            ttft_ms: ctx.get(1)?,
+            ..empty_record()
+        };
+        if let Some(stages) = ctx.get::<Option<String>>(2)? {
+            r.stages = serde_json::from_str(&stages).map_err(user_error)?;
+        }
+        let mut set = SketchSet::new();
+        add_latencies(&mut set, &r, &stage_sketch_names(&r));
+        Ok(set.to_bytes())
+    })?;
+    Ok(())
+}
+
+fn empty_record() -> Record {
+    Record {
+        request_id: String::new(),
+        timestamp_ms: 0,
+        model: String::new(),
+        provider: None,
+        usage: Usage::default(),
+        user_id: None,
+        feature: None,
+        session_id: None,
+        release: None,
+        status: Status::Ok,
+        error_type: None,
+        stages: BTreeMap::new(),
+        duration_ms: 0.0,
+        ttft_ms: None,
+        attributes: BTreeMap::new(),
+        input: None,
+        output: None,
+    }
+}
+
 fn write_batch(
     conn: &mut Connection,
     project: &str,
@@ -210,7 +326,7 @@ fn write_batch(
     {
         let mut insert = tx.prepare_cached(&format!(
             "INSERT INTO requests (project, {REQUEST_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) \
              ON CONFLICT (project, request_id) DO NOTHING"
         ))?;
         let mut select_old = tx.prepare_cached(&format!(
@@ -219,7 +335,7 @@ fn write_batch(
         let mut delete_old =
             tx.prepare_cached("DELETE FROM requests WHERE project = ?1 AND request_id = ?2")?;
 
-        for pr in batch {
+        for (index, pr) in batch.iter().enumerate() {
             let r = &pr.record;
             let stages = opt_json(&r.stages);
             let attributes = opt_json(&r.attributes);
@@ -247,6 +363,7 @@ fn write_batch(
                 attributes,
                 r.input,
                 r.output,
+                r.unaccounted_ms(),
             ];
             if insert.execute(params)? == 0 {
                 // Same request_id again: the new record replaces the old one, in raw rows and
@@ -254,14 +371,14 @@ fn write_batch(
                 let old = select_old
                     .query_row(params![project, r.request_id], row_to_priced)?
                     .map_err(StoreError::Corrupt)?;
-                delta.fold(&old.record, old.cost_nanos, true);
                 delete_old.execute(params![project, r.request_id])?;
                 insert.execute(params)?;
-                summary.replaced += 1;
+                delta.replace(&old, pr);
+                summary.replaced.push(index);
             } else {
+                delta.add(pr);
                 summary.inserted += 1;
             }
-            delta.fold(r, pr.cost_nanos, false);
         }
     }
     apply_delta(&tx, project, &delta)?;
@@ -269,17 +386,21 @@ fn write_batch(
     Ok(summary)
 }
 
-fn upsert_sql(table: &str, key_columns: &[&str]) -> String {
-    let cols: Vec<&str> = key_columns
+fn upsert_sql(table: &str, key_columns: &[&str], sketches: bool) -> String {
+    let mut cols: Vec<&str> = key_columns
         .iter()
         .chain(METRIC_COLUMNS.iter())
         .copied()
         .collect();
-    let placeholders: Vec<String> = (1..=cols.len() + 1).map(|i| format!("?{i}")).collect();
-    let updates: Vec<String> = METRIC_COLUMNS
+    let mut updates: Vec<String> = METRIC_COLUMNS
         .iter()
         .map(|c| format!("{c} = {c} + excluded.{c}"))
         .collect();
+    if sketches {
+        cols.push("sketches");
+        updates.push("sketches = llmwatch_sketch_merge(sketches, excluded.sketches)".into());
+    }
+    let placeholders: Vec<String> = (1..=cols.len() + 1).map(|i| format!("?{i}")).collect();
     format!(
         "INSERT INTO {table} (project, {}) VALUES ({}) ON CONFLICT (project, {}) DO UPDATE SET {}",
         cols.join(", "),
@@ -289,7 +410,7 @@ fn upsert_sql(table: &str, key_columns: &[&str]) -> String {
     )
 }
 
-fn metric_values(t: &Totals) -> [SqlValue; 11] {
+fn metric_values(t: &Totals) -> [SqlValue; 12] {
     [
         SqlValue::Integer(t.requests),
         SqlValue::Integer(t.errors),
@@ -302,6 +423,17 @@ fn metric_values(t: &Totals) -> [SqlValue; 11] {
         SqlValue::Integer(t.unpriced_requests),
         SqlValue::Integer(t.unpriced_tokens),
         SqlValue::Real(t.duration_ms_sum),
+        SqlValue::Real(t.unaccounted_ms_sum),
+    ]
+}
+
+fn series_key_values(project: &str, k: &SeriesKey) -> Vec<SqlValue> {
+    vec![
+        SqlValue::Text(project.to_owned()),
+        SqlValue::Integer(k.bucket_ms),
+        SqlValue::Text(k.model.clone()),
+        SqlValue::Text(k.feature.clone()),
+        SqlValue::Text(k.release.clone()),
     ]
 }
 
@@ -311,24 +443,41 @@ fn apply_delta(
     delta: &RollupDelta,
 ) -> Result<(), StoreError> {
     let series_keys = ["bucket_ms", "model", "feature", "release"];
-    for (table, map) in [
-        ("rollup_series_1m", &delta.series_minute),
-        ("rollup_series_1h", &delta.series_hour),
-    ] {
-        let mut stmt = tx.prepare_cached(&upsert_sql(table, &series_keys))?;
+    let mut rebuild: Vec<(usize, &SeriesKey)> = Vec::new();
+    for (tier, map) in delta.series.iter().enumerate() {
+        let mut stmt = tx.prepare_cached(&upsert_sql(SERIES_TABLES[tier], &series_keys, true))?;
+        for (k, row) in map {
+            let mut values = series_key_values(project, k);
+            values.extend(metric_values(&row.totals));
+            values.push(if row.rebuild || row.sketches.is_empty() {
+                SqlValue::Null
+            } else {
+                SqlValue::Blob(row.sketches.to_bytes())
+            });
+            stmt.execute(rusqlite::params_from_iter(values))?;
+            if row.rebuild {
+                rebuild.push((tier, k));
+            }
+        }
+    }
+    for (tier, k) in rebuild {
+        rebuild_sketches(tx, project, tier, k)?;
+    }
+    let error_keys = ["bucket_ms", "model", "feature", "release", "error_type"];
+    for (tier, map) in delta.errors.iter().enumerate() {
+        let mut stmt = tx.prepare_cached(&upsert_sql(ERROR_TABLES[tier], &error_keys, false))?;
         for (k, t) in map {
-            let mut values = vec![
-                SqlValue::Text(project.to_owned()),
-                SqlValue::Integer(k.bucket_ms),
-                SqlValue::Text(k.model.clone()),
-                SqlValue::Text(k.feature.clone()),
-                SqlValue::Text(k.release.clone()),
-            ];
+            let mut values = series_key_values(project, &k.series);
+            values.push(SqlValue::Text(k.error_type.clone()));
             values.extend(metric_values(t));
             stmt.execute(rusqlite::params_from_iter(values))?;
         }
     }
-    let mut stmt = tx.prepare_cached(&upsert_sql("rollup_user_1h", &["bucket_ms", "user_id"]))?;
+    let mut stmt = tx.prepare_cached(&upsert_sql(
+        "rollup_user_1h",
+        &["bucket_ms", "user_id"],
+        false,
+    ))?;
     for (k, t) in &delta.user_hour {
         let mut values = vec![
             SqlValue::Text(project.to_owned()),
@@ -338,6 +487,34 @@ fn apply_delta(
         values.extend(metric_values(t));
         stmt.execute(rusqlite::params_from_iter(values))?;
     }
+    Ok(())
+}
+
+/// Recomputes one series row's sketches from the raw rows of its bucket (after a replaced
+/// record changed latencies: exact, including min and max).
+fn rebuild_sketches(
+    tx: &rusqlite::Transaction<'_>,
+    project: &str,
+    tier: usize,
+    k: &SeriesKey,
+) -> Result<(), StoreError> {
+    let table = SERIES_TABLES[tier];
+    let mut stmt = tx.prepare_cached(&format!(
+        "UPDATE {table} SET sketches = (
+             SELECT llmwatch_sketch_agg(llmwatch_sketch_of(duration_ms, ttft_ms, stages))
+             FROM requests
+             WHERE project = ?1 AND ts_ms >= ?2 AND ts_ms < ?2 + ?6 AND model = ?3
+               AND COALESCE(feature, '') = ?4 AND COALESCE(release, '') = ?5)
+         WHERE project = ?1 AND bucket_ms = ?2 AND model = ?3 AND feature = ?4 AND release = ?5"
+    ))?;
+    stmt.execute(params![
+        project,
+        k.bucket_ms,
+        k.model,
+        k.feature,
+        k.release,
+        SERIES_TIERS[tier]
+    ])?;
     Ok(())
 }
 
@@ -391,39 +568,50 @@ fn row_to_priced(row: &Row<'_>) -> rusqlite::Result<Result<PricedRecord, String>
 }
 
 /// Builds the SQL and parameters of a totals query: a UNION ALL of the planned segments,
-/// grouped once.
+/// grouped once (by bucket and label), with sketches merged by `llmwatch_sketch_agg`.
 fn totals_sql(q: &TotalsQuery) -> (String, Vec<SqlValue>) {
     let mut needed: Vec<Dimension> = q.scope.dimensions();
     if let Some(g) = q.group_by {
         needed.push(g);
     }
-    let family: &[Tier] = TIER_FAMILIES
+    let usable = |t: &Tier| q.step_ms.is_none_or(|step| step % t.width_ms == 0);
+    let family: Vec<&Tier> = TIER_FAMILIES
         .iter()
-        .find(|fam| needed.iter().all(|d| fam[0].dims.contains(d)))
-        .copied()
-        .unwrap_or(&[]);
+        .find(|fam| {
+            needed.iter().all(|d| fam[0].dims.contains(d)) && (!q.with_sketches || fam[0].sketches)
+        })
+        .map(|fam| fam.iter().filter(|t| usable(t)).collect())
+        .unwrap_or_default();
     let widths: Vec<i64> = family.iter().map(|t| t.width_ms).collect();
 
     let mut parts = Vec::new();
     let mut values = Vec::new();
     for seg in plan(q.range, &widths) {
-        let (table, time_col, metrics, raw) = match seg.source {
-            Source::Tier(w) => {
-                let tier = family
-                    .iter()
-                    .find(|t| t.width_ms == w)
-                    .unwrap_or(&family[0]);
-                (tier.table, "bucket_ms", METRIC_COLUMNS, false)
-            }
-            Source::Raw => ("requests", "ts_ms", RAW_METRIC_EXPRS, true),
+        let tier = match seg.source {
+            Source::Tier(w) => family.iter().find(|t| t.width_ms == w).copied(),
+            Source::Raw => None,
+        };
+        let (table, time_col, metrics) = match tier {
+            Some(t) => (t.table, "bucket_ms", METRIC_COLUMNS),
+            None => ("requests", "ts_ms", RAW_METRIC_EXPRS),
         };
         let key = match q.group_by {
             None => "''".to_owned(),
-            Some(d) if raw => format!("COALESCE({}, '')", column_of(d)),
+            Some(d) if tier.is_none() => format!("COALESCE({}, '')", column_of(d)),
             Some(d) => column_of(d).to_owned(),
         };
+        let bucket = match q.step_ms {
+            None => "0".to_owned(),
+            Some(step) => format!("({time_col} / {step}) * {step}"),
+        };
+        let sketches = match (q.with_sketches, tier) {
+            (false, _) => "NULL",
+            (true, Some(_)) => "sketches",
+            (true, None) => "llmwatch_sketch_of(duration_ms, ttft_ms, stages)",
+        };
         let mut sql = format!(
-            "SELECT {key} AS k, {} FROM {table} WHERE project = ? AND {time_col} >= ? AND {time_col} < ?",
+            "SELECT {bucket}, {key}, {}, {sketches} FROM {table} \
+             WHERE project = ? AND {time_col} >= ? AND {time_col} < ?",
             metrics.join(", ")
         );
         values.push(SqlValue::Text(q.project.clone()));
@@ -435,19 +623,25 @@ fn totals_sql(q: &TotalsQuery) -> (String, Vec<SqlValue>) {
                 q.scope.get(d).unwrap_or_default().to_owned(),
             ));
         }
+        // Grouping by error type counts failed requests only, as the error tiers do.
+        if tier.is_none() && needed.contains(&Dimension::ErrorType) {
+            sql.push_str(" AND status = 'error'");
+        }
         parts.push(sql);
     }
     if parts.is_empty() {
         // An empty range: a query that returns no rows, keeping one code path.
         parts.push(format!(
-            "SELECT '' AS k, {} FROM rollup_series_1h WHERE 0",
+            "SELECT 0, '', {}, NULL FROM rollup_series_1h WHERE 0",
             METRIC_COLUMNS.join(", ")
         ));
     }
-    // Integer columns sum exactly; only the duration sum is floating point.
-    let sums: Vec<String> = (0..METRIC_COLUMNS.len())
-        .map(|i| {
-            if i + 1 == METRIC_COLUMNS.len() {
+    // Integer columns sum exactly; the millisecond sums are floating point.
+    let sums: Vec<String> = METRIC_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if name.ends_with("_ms_sum") {
                 format!("TOTAL(c{i})")
             } else {
                 format!("SUM(c{i})")
@@ -456,7 +650,8 @@ fn totals_sql(q: &TotalsQuery) -> (String, Vec<SqlValue>) {
         .collect();
     let aliases: Vec<String> = (0..METRIC_COLUMNS.len()).map(|i| format!("c{i}")).collect();
     let sql = format!(
-        "WITH u(k, {}) AS ({}) SELECT k, {} FROM u GROUP BY k HAVING SUM(c0) <> 0 ORDER BY k",
+        "WITH u(b, k, {}, s) AS ({}) \
+         SELECT b, k, {}, llmwatch_sketch_agg(s) FROM u GROUP BY b, k HAVING SUM(c0) <> 0 ORDER BY b, k",
         aliases.join(", "),
         parts.join(" UNION ALL "),
         sums.join(", ")
@@ -467,27 +662,44 @@ fn totals_sql(q: &TotalsQuery) -> (String, Vec<SqlValue>) {
 fn query_totals(conn: &Connection, q: &TotalsQuery) -> Result<Vec<GroupTotals>, StoreError> {
     let (sql, values) = totals_sql(q);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(values), |row| {
-        let key: String = row.get(0)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let bucket: i64 = row.get(0)?;
+        let key: String = row.get(1)?;
         let int = |i: usize| -> rusqlite::Result<i64> { row.get::<_, i64>(i) };
-        Ok(GroupTotals {
+        let sketches = match row
+            .get_ref(14)?
+            .as_blob_or_null()
+            .map_err(rusqlite::Error::from)?
+        {
+            Some(bytes) if q.with_sketches => {
+                Some(SketchSet::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            }
+            _ if q.with_sketches => Some(SketchSet::new()),
+            _ => None,
+        };
+        out.push(GroupTotals {
+            bucket_ms: q.step_ms.map(|_| bucket),
             key: if key.is_empty() { None } else { Some(key) },
             totals: Totals {
-                requests: int(1)?,
-                errors: int(2)?,
-                input_tokens: int(3)?,
-                output_tokens: int(4)?,
-                cached_input_tokens: int(5)?,
-                cache_write_tokens: int(6)?,
-                reasoning_tokens: int(7)?,
-                cost_nanos: int(8)?,
-                unpriced_requests: int(9)?,
-                unpriced_tokens: int(10)?,
-                duration_ms_sum: row.get(11)?,
+                requests: int(2)?,
+                errors: int(3)?,
+                input_tokens: int(4)?,
+                output_tokens: int(5)?,
+                cached_input_tokens: int(6)?,
+                cache_write_tokens: int(7)?,
+                reasoning_tokens: int(8)?,
+                cost_nanos: int(9)?,
+                unpriced_requests: int(10)?,
+                unpriced_tokens: int(11)?,
+                duration_ms_sum: row.get(12)?,
+                unaccounted_ms_sum: row.get(13)?,
             },
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            sketches,
+        });
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -495,13 +707,15 @@ impl Store for SqliteStore {
     async fn write(
         &self,
         project: &str,
-        batch: Vec<PricedRecord>,
+        batch: Arc<Vec<PricedRecord>>,
     ) -> Result<WriteSummary, StoreError> {
         let writer = Arc::clone(&self.writer);
         let project = project.to_owned();
-        tokio::task::spawn_blocking(move || write_batch(&mut lock(&writer), &project, &batch))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            write_batch(&mut lock(&writer), &project, batch.as_slice())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn totals(&self, query: TotalsQuery) -> Result<Vec<GroupTotals>, StoreError> {
