@@ -4,8 +4,9 @@
 //! One run measures, on the same synthetic workload (`TrafficGenerator::new(42)`, 14 days
 //! ending 2026-03-01T00:00:00Z, NDJSON bodies of 1,000 records serialized before any timing):
 //! 1. a baseline: a plain bulk insert of the same rows into a fresh SQLite file with the same
-//!    `requests` table, indexes and pragmas as the server (WAL, synchronous=FULL), one prepared
-//!    INSERT, one transaction per 1,000 rows; only the transactions are timed;
+//!    `requests` table and indexes (created by the server's own migrations) and pragmas as the
+//!    server (WAL, synchronous=FULL), one prepared INSERT, one transaction per 1,000 rows;
+//!    only the transactions are timed;
 //! 2. llmwatch end to end: the release binary, `llmwatch serve`, fed over K keep-alive
 //!    connections; timing ends when the last acknowledgement (= durable commit) has arrived;
 //!    the server's RSS is sampled every 50 ms;
@@ -24,11 +25,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, NaiveDate};
-use llmwatch::config::Config;
+use llmwatch::config::{Config, Durability};
 use llmwatch::core::record::{Record, parse_record};
 use llmwatch::core::rollup::PricedRecord;
 use llmwatch::core::time::DAY_MS;
 use llmwatch::core::traffic::TrafficGenerator;
+use llmwatch::store::sqlite::SqliteStore;
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::Value;
@@ -42,7 +44,33 @@ const REPORT_WARMUPS: usize = 3;
 const REPORT_RUNS: usize = 50;
 const NAIVE_RUNS: usize = 10;
 const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(50);
-const MIGRATION: &str = include_str!("../src/store/migrations/0001_init.sql");
+/// The `requests` columns the baseline binds, in `params!` order (checked against the schema).
+const BASELINE_COLUMNS: [&str; 24] = [
+    "project",
+    "request_id",
+    "ts_ms",
+    "model",
+    "provider",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "user_id",
+    "feature",
+    "session_id",
+    "release",
+    "status",
+    "error_type",
+    "duration_ms",
+    "unaccounted_ms",
+    "ttft_ms",
+    "stages",
+    "attributes",
+    "input",
+    "output",
+];
 
 /// One event as sent to `POST /api/v1/events`: the field names of `parse_record`, timestamp as
 /// unix milliseconds, absent optional fields left out.
@@ -221,13 +249,30 @@ fn map_json<T: Serialize>(map: &BTreeMap<String, T>) -> Result<Option<String>> {
 /// transaction is timed.
 fn baseline(dir: &Path, w: &Workload, config: &Config) -> Result<BaselineResult> {
     let path = dir.join("baseline.db");
+    // The server's own migrations create the schema, so the table and indexes are exactly the
+    // server's; then a plain connection with the server's pragmas does the inserts.
+    drop(SqliteStore::open(&path, Durability::Full)?);
     let mut conn = open_like_server(&path)?;
-    conn.execute_batch(MIGRATION)?;
-    let insert = "INSERT INTO requests (project, request_id, ts_ms, model, provider, \
-        input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens, \
-        cost_nanos, user_id, feature, session_id, release, status, error_type, duration_ms, \
-        ttft_ms, stages, attributes, input, output) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-        ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+    let mut schema: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('requests')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut bound: Vec<String> = BASELINE_COLUMNS.iter().map(|c| c.to_string()).collect();
+    schema.sort();
+    bound.sort();
+    ensure!(
+        schema == bound,
+        "the baseline is out of date with the `requests` schema: table has {schema:?}, \
+         benches/ingest.rs binds {bound:?}"
+    );
+    let placeholders: Vec<String> = (1..=BASELINE_COLUMNS.len())
+        .map(|i| format!("?{i}"))
+        .collect();
+    let insert = format!(
+        "INSERT INTO requests ({}) VALUES ({})",
+        BASELINE_COLUMNS.join(", "),
+        placeholders.join(", ")
+    );
     let mut generator = TrafficGenerator::new(SEED);
     let mut records = generator.history_iter(w.start_ms, w.end_ms, w.per_day);
     let mut chunk: Vec<(PricedRecord, Option<String>, Option<String>)> = Vec::with_capacity(BATCH);
@@ -248,7 +293,7 @@ fn baseline(dir: &Path, w: &Workload, config: &Config) -> Result<BaselineResult>
         let t = Instant::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
-            let mut stmt = tx.prepare_cached(insert)?;
+            let mut stmt = tx.prepare_cached(&insert)?;
             for (pr, stages, attributes) in &chunk {
                 let r = &pr.record;
                 stmt.execute(params![
@@ -270,6 +315,7 @@ fn baseline(dir: &Path, w: &Workload, config: &Config) -> Result<BaselineResult>
                     r.status.as_str(),
                     r.error_type,
                     r.duration_ms,
+                    r.unaccounted_ms(),
                     r.ttft_ms,
                     stages,
                     attributes,

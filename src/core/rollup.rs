@@ -3,8 +3,7 @@
 //! Money is counted in integer nano-USD so that totals add up exactly across any grouping and a
 //! replaced record subtracts exactly what it added. Pure: storage applies the deltas built here.
 
-use std::collections::HashMap;
-
+use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
 use super::pricing::PriceTable;

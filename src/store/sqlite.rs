@@ -133,6 +133,59 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// Stops the checkpointer (on drop of the store).
+    _checkpointer: Checkpointer,
+}
+
+/// Copies the WAL into the database from its own thread and connection, so the single writer
+/// never pays for checkpoints inside a commit. Dropping it stops the thread after a last
+/// checkpoint.
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    const INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+    fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("llmwatch-checkpoint".into())
+            .spawn(move || {
+                loop {
+                    let last = !matches!(
+                        stopped.recv_timeout(Self::INTERVAL),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    );
+                    // PASSIVE never blocks the writer or readers; what it cannot copy now it
+                    // copies next time.
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                    if last {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -165,10 +218,13 @@ impl SqliteStore {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         register_functions(&conn)?;
         migrate(&mut conn, path)?;
+        // Checkpoints run on their own thread (see `Checkpointer`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(Self {
             path: path.to_owned(),
             writer: Arc::new(Mutex::new(conn)),
             readers: Arc::new(Mutex::new(Vec::new())),
+            _checkpointer: Checkpointer::start(path)?,
         })
     }
 
