@@ -218,8 +218,10 @@ impl SqliteStore {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         register_functions(&conn)?;
         migrate(&mut conn, path)?;
-        // Checkpoints run on their own thread (see `Checkpointer`).
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // Checkpoints run on their own thread (see `Checkpointer`). Under sustained writes a
+        // passive checkpoint never reaches the end of the WAL, so the WAL could not restart; the
+        // writer's own checkpoint at 64 MB bounds it (cheap: most frames are already copied).
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
         Ok(Self {
             path: path.to_owned(),
             writer: Arc::new(Mutex::new(conn)),
