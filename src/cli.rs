@@ -457,6 +457,16 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// Writes rows as CSV with a header line.
+fn write_csv(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
+    writeln!(out, "{}", headers.join(","))?;
+    for r in rows {
+        let cells: Vec<String> = r.iter().map(|c| csv_field(c)).collect();
+        writeln!(out, "{}", cells.join(","))?;
+    }
+    Ok(())
+}
+
 /// Writes rows as an aligned text table (first column left-aligned, numbers right-aligned).
 pub fn write_table(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
@@ -600,15 +610,7 @@ async fn budgets(source: SourceArgs) -> Result<()> {
         })
         .collect();
     if source.format == Format::Csv {
-        writeln!(out, "{}", headers.join(","))?;
-        for r in rows {
-            writeln!(
-                out,
-                "{}",
-                r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",")
-            )?;
-        }
-        return Ok(());
+        return write_csv(&mut out, &headers, &rows);
     }
     write_table(&mut out, &headers, &rows)
 }
@@ -740,19 +742,14 @@ fn write_latency_table(out: &mut impl Write, v: &Value, csv: bool) -> Result<()>
         String::new(),
     ]);
     if csv {
-        writeln!(out, "{}", headers[..7].join(","))?;
-        for r in rows {
-            writeln!(
-                out,
-                "{}",
-                r[..7]
-                    .iter()
-                    .map(|c| csv_field(c))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )?;
-        }
-        return Ok(());
+        let rows: Vec<Vec<String>> = rows
+            .into_iter()
+            .map(|mut r| {
+                r.truncate(7);
+                r
+            })
+            .collect();
+        return write_csv(out, &headers[..7], &rows);
     }
     writeln!(
         out,
@@ -801,15 +798,7 @@ fn pricing(cmd: PricingCommand) -> Result<()> {
                 })
                 .collect();
             if format == Format::Csv {
-                writeln!(out, "{}", headers.join(","))?;
-                for r in rows {
-                    writeln!(
-                        out,
-                        "{}",
-                        r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",")
-                    )?;
-                }
-                return Ok(());
+                return write_csv(&mut out, &headers, &rows);
             }
             writeln!(out, "USD per 1M tokens")?;
             write_table(&mut out, &headers, &rows)
