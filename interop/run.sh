@@ -22,7 +22,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 cargo build --release --locked --quiet
-bin="$PWD/target/release/llmwatch"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/llmwatch"
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
