@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{ApiError, AppState};
-use crate::core::record::parse_record;
+use crate::core::record::parse_event;
 use crate::core::rollup::PricedRecord;
 use crate::store::DEFAULT_PROJECT;
 
@@ -33,9 +33,10 @@ pub struct IngestResponse {
     pub rejected: Vec<Rejection>,
 }
 
-/// Splits a body into items: a JSON array, or NDJSON (one JSON value per non-empty line).
-/// `Err` means the body as a whole is unusable; per-item JSON errors in NDJSON are `Err` items.
-pub fn split_items(text: &str) -> Result<Vec<Result<Value, String>>, ApiError> {
+/// Splits a body into the JSON texts of its items: a JSON array, or NDJSON (one item per
+/// non-empty line). `Err` means the body as a whole is unusable; an NDJSON line that is not
+/// valid JSON is rejected on its own when parsed.
+pub fn split_items(text: &str) -> Result<Vec<&str>, ApiError> {
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
         return Err(ApiError::invalid(
@@ -44,16 +45,12 @@ pub fn split_items(text: &str) -> Result<Vec<Result<Value, String>>, ApiError> {
         ));
     }
     if trimmed.starts_with('[') {
-        let items: Vec<Value> = serde_json::from_str(trimmed).map_err(|e| {
+        let items: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|e| {
             ApiError::invalid("body", format!("body is not a valid JSON array: {e}"))
         })?;
-        return Ok(items.into_iter().map(Ok).collect());
+        return Ok(items.into_iter().map(RawValue::get).collect());
     }
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| format!("invalid JSON: {e}")))
-        .collect())
+    Ok(text.lines().filter(|l| !l.trim().is_empty()).collect())
 }
 
 async fn ingest(
@@ -94,10 +91,7 @@ async fn ingest(
     let mut records = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
-        let parsed = item
-            .map_err(|e| ("(item)".to_owned(), e))
-            .and_then(|v| parse_record(&v, now).map_err(|e| (e.field.clone(), e.to_string())));
-        match parsed {
+        match parse_event(item, now) {
             Ok(mut record) => {
                 if !capture {
                     record.input = None;
@@ -105,10 +99,10 @@ async fn ingest(
                 }
                 records.push(PricedRecord::new(record, pricing));
             }
-            Err((field, error)) => rejected.push(Rejection {
+            Err(e) => rejected.push(Rejection {
                 index,
-                field,
-                error,
+                error: e.to_string(),
+                field: e.field,
             }),
         }
     }

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::{Number, Value};
 
 /// Longest accepted `request_id`, in bytes.
 pub const MAX_REQUEST_ID_BYTES: usize = 256;
@@ -131,26 +132,85 @@ impl RecordError {
     }
 }
 
-/// Parses and validates one event. `now_ms` is the default timestamp.
-pub fn parse_record(value: &Value, now_ms: i64) -> Result<Record, RecordError> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| RecordError::new("(item)", "expected a JSON object"))?;
+/// The known fields of an event, each kept as unparsed JSON text (no allocation) until
+/// validation reads it with the type it must have; unknown fields are skipped. JSON `null`
+/// counts as absent.
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow, default)]
+    request_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    provider: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    cached_input_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    cache_write_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    reasoning_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    user_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    feature: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    session_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    release: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    duration_ms: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ttft_ms: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    attributes: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output: Option<&'a RawValue>,
+}
 
-    let request_id = required_string(obj, "request_id", MAX_REQUEST_ID_BYTES)?;
-    let timestamp_ms = match obj.get("timestamp") {
-        None | Some(Value::Null) => now_ms,
-        Some(v) => parse_timestamp(v).map_err(|m| RecordError::new("timestamp", m))?,
+/// Parses and validates one event given as JSON text (one NDJSON line or one array item).
+/// `now_ms` is the default timestamp.
+pub fn parse_event(text: &str, now_ms: i64) -> Result<Record, RecordError> {
+    // Checked first: serde would also read a JSON array positionally into the struct.
+    if !text.trim_start().starts_with('{') {
+        return Err(RecordError::new("(item)", "expected a JSON object"));
+    }
+    let e: RawEvent<'_> = serde_json::from_str(text)
+        .map_err(|err| RecordError::new("(item)", format!("invalid JSON: {err}")))?;
+
+    let request_id = required_string(e.request_id, "request_id", MAX_REQUEST_ID_BYTES)?;
+    let timestamp_ms = match e.timestamp {
+        None => now_ms,
+        Some(raw) => {
+            let v: Value = serde_json::from_str(raw.get())
+                .map_err(|err| RecordError::new("timestamp", err.to_string()))?;
+            parse_timestamp(&v).map_err(|m| RecordError::new("timestamp", m))?
+        }
     };
-    let model = required_string(obj, "model", MAX_LABEL_BYTES)?;
-    let provider = optional_string(obj, "provider", MAX_LABEL_BYTES)?;
+    let model = required_string(e.model, "model", MAX_LABEL_BYTES)?;
+    let provider = optional_string(e.provider, "provider", MAX_LABEL_BYTES)?;
 
     let usage = Usage {
-        input_tokens: required_tokens(obj, "input_tokens")?,
-        output_tokens: required_tokens(obj, "output_tokens")?,
-        cached_input_tokens: optional_tokens(obj, "cached_input_tokens")?.unwrap_or(0),
-        cache_write_tokens: optional_tokens(obj, "cache_write_tokens")?.unwrap_or(0),
-        reasoning_tokens: optional_tokens(obj, "reasoning_tokens")?.unwrap_or(0),
+        input_tokens: required_tokens(e.input_tokens, "input_tokens")?,
+        output_tokens: required_tokens(e.output_tokens, "output_tokens")?,
+        cached_input_tokens: optional_tokens(e.cached_input_tokens, "cached_input_tokens")?
+            .unwrap_or(0),
+        cache_write_tokens: optional_tokens(e.cache_write_tokens, "cache_write_tokens")?
+            .unwrap_or(0),
+        reasoning_tokens: optional_tokens(e.reasoning_tokens, "reasoning_tokens")?.unwrap_or(0),
     };
     if usage.cached_input_tokens + usage.cache_write_tokens > usage.input_tokens {
         return Err(RecordError::new(
@@ -172,94 +232,48 @@ pub fn parse_record(value: &Value, now_ms: i64) -> Result<Record, RecordError> {
         ));
     }
 
-    let user_id = optional_string(obj, "user_id", MAX_LABEL_BYTES)?;
-    let feature = optional_string(obj, "feature", MAX_LABEL_BYTES)?;
-    let session_id = optional_string(obj, "session_id", MAX_LABEL_BYTES)?;
-    let release = optional_string(obj, "release", MAX_LABEL_BYTES)?;
+    let user_id = optional_string(e.user_id, "user_id", MAX_LABEL_BYTES)?;
+    let feature = optional_string(e.feature, "feature", MAX_LABEL_BYTES)?;
+    let session_id = optional_string(e.session_id, "session_id", MAX_LABEL_BYTES)?;
+    let release = optional_string(e.release, "release", MAX_LABEL_BYTES)?;
 
-    let status = match obj.get("status") {
-        None | Some(Value::Null) => Status::Ok,
-        Some(Value::String(s)) if s == "ok" => Status::Ok,
-        Some(Value::String(s)) if s == "error" => Status::Error,
-        Some(other) => {
-            return Err(RecordError::new(
-                "status",
-                format!("expected \"ok\" or \"error\", got {}", brief(other)),
-            ));
-        }
-    };
-    let error_type = optional_string(obj, "error_type", MAX_LABEL_BYTES)?;
-
-    let stages = match obj.get("stages") {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(map)) => {
-            if map.len() > MAX_MAP_ENTRIES {
+    let status = match e.status {
+        None => Status::Ok,
+        Some(raw) => match serde_json::from_str::<&str>(raw.get()) {
+            Ok("ok") => Status::Ok,
+            Ok("error") => Status::Error,
+            _ => {
                 return Err(RecordError::new(
-                    "stages",
-                    format!("at most {MAX_MAP_ENTRIES} stages, got {}", map.len()),
+                    "status",
+                    format!("expected \"ok\" or \"error\", got {}", brief(raw)),
                 ));
             }
-            let mut stages = BTreeMap::new();
-            for (name, v) in map {
-                let field = format!("stages.{name}");
-                check_label(&field, name, MAX_LABEL_BYTES)?;
-                stages.insert(name.clone(), duration(v, &field)?);
-            }
-            stages
-        }
-        Some(other) => {
-            return Err(RecordError::new(
-                "stages",
-                format!(
-                    "expected an object of stage name -> milliseconds, got {}",
-                    brief(other)
-                ),
-            ));
-        }
+        },
     };
-    let duration_ms = match obj.get("duration_ms") {
-        None | Some(Value::Null) => stages.values().sum(),
-        Some(v) => duration(v, "duration_ms")?,
-    };
-    let ttft_ms = match obj.get("ttft_ms") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(duration(v, "ttft_ms")?),
-    };
+    let error_type = optional_string(e.error_type, "error_type", MAX_LABEL_BYTES)?;
 
-    let attributes = match obj.get("attributes") {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(map)) => {
-            if map.len() > MAX_MAP_ENTRIES {
-                return Err(RecordError::new(
-                    "attributes",
-                    format!("at most {MAX_MAP_ENTRIES} attributes, got {}", map.len()),
-                ));
-            }
-            let mut attributes = BTreeMap::new();
-            for (key, v) in map {
-                let field = format!("attributes.{key}");
-                check_label(&field, key, MAX_LABEL_BYTES)?;
-                let s = v.as_str().ok_or_else(|| {
-                    RecordError::new(&field, format!("expected a string, got {}", brief(v)))
-                })?;
-                check_label(&field, s, MAX_LABEL_BYTES)?;
-                attributes.insert(key.clone(), s.to_owned());
-            }
-            attributes
-        }
-        Some(other) => {
-            return Err(RecordError::new(
-                "attributes",
-                format!(
-                    "expected an object of string -> string, got {}",
-                    brief(other)
-                ),
-            ));
-        }
+    let mut stages = BTreeMap::new();
+    for (name, raw) in object(e.stages, "stages", "stage name -> milliseconds")? {
+        let field = format!("stages.{name}");
+        check_label(&field, &name, MAX_LABEL_BYTES)?;
+        stages.insert(name, duration(raw, &field)?);
+    }
+    let duration_ms = match e.duration_ms {
+        None => stages.values().sum(),
+        Some(raw) => duration(raw, "duration_ms")?,
     };
+    let ttft_ms = e.ttft_ms.map(|raw| duration(raw, "ttft_ms")).transpose()?;
 
-    let input = optional_string(obj, "input", MAX_CONTENT_BYTES)?;
-    let output = optional_string(obj, "output", MAX_CONTENT_BYTES)?;
+    let mut attributes = BTreeMap::new();
+    for (key, raw) in object(e.attributes, "attributes", "string -> string")? {
+        let field = format!("attributes.{key}");
+        check_label(&field, &key, MAX_LABEL_BYTES)?;
+        let value = required_string(Some(raw), &field, MAX_LABEL_BYTES)?;
+        attributes.insert(key, value);
+    }
+
+    let input = optional_string(e.input, "input", MAX_CONTENT_BYTES)?;
+    let output = optional_string(e.output, "output", MAX_CONTENT_BYTES)?;
 
     Ok(Record {
         request_id,
@@ -282,6 +296,12 @@ pub fn parse_record(value: &Value, now_ms: i64) -> Result<Record, RecordError> {
     })
 }
 
+/// Parses and validates one event given as a JSON value (convenience for callers that
+/// already hold one; ingest uses [`parse_event`] on the text).
+pub fn parse_record(value: &Value, now_ms: i64) -> Result<Record, RecordError> {
+    parse_event(&value.to_string(), now_ms)
+}
+
 /// Parses a timestamp given as RFC 3339 text or integer unix milliseconds.
 pub fn parse_timestamp(v: &Value) -> Result<i64, String> {
     match v {
@@ -292,10 +312,12 @@ pub fn parse_timestamp(v: &Value) -> Result<i64, String> {
             .ok_or_else(|| {
                 format!("expected integer unix milliseconds (0 ..= year 9999), got {n}")
             }),
-        other => Err(format!(
-            "expected RFC 3339 text or unix milliseconds, got {}",
-            brief(other)
-        )),
+        Value::Null => Err("expected RFC 3339 text or unix milliseconds, got null".into()),
+        Value::Bool(_) => Err("expected RFC 3339 text or unix milliseconds, got a boolean".into()),
+        Value::Array(_) => Err("expected RFC 3339 text or unix milliseconds, got an array".into()),
+        Value::Object(_) => {
+            Err("expected RFC 3339 text or unix milliseconds, got an object".into())
+        }
     }
 }
 
@@ -313,15 +335,21 @@ pub fn parse_timestamp_str(s: &str) -> Result<i64, String> {
         })
 }
 
-fn brief(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(_) => "a boolean".into(),
-        Value::Number(n) => format!("the number {n}"),
-        Value::String(_) => "a string".into(),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
+/// What a JSON value is, for error messages ("a string", "the number -5"...).
+fn brief(raw: &RawValue) -> String {
+    let text = raw.get().trim();
+    match text.as_bytes().first() {
+        Some(b'n') => "null".into(),
+        Some(b't' | b'f') => "a boolean".into(),
+        Some(b'"') => "a string".into(),
+        Some(b'[') => "an array".into(),
+        Some(b'{') => "an object".into(),
+        _ => format!("the number {text}"),
     }
+}
+
+fn is_json_null(raw: &RawValue) -> bool {
+    raw.get().trim() == "null"
 }
 
 fn check_label(field: &str, s: &str, max: usize) -> Result<(), RecordError> {
@@ -337,79 +365,94 @@ fn check_label(field: &str, s: &str, max: usize) -> Result<(), RecordError> {
     Ok(())
 }
 
-fn required_string(
-    obj: &Map<String, Value>,
-    field: &str,
-    max: usize,
-) -> Result<String, RecordError> {
-    optional_string(obj, field, max)?.ok_or_else(|| RecordError::new(field, "is required"))
+fn required_string(raw: Option<&RawValue>, field: &str, max: usize) -> Result<String, RecordError> {
+    optional_string(raw, field, max)?.ok_or_else(|| RecordError::new(field, "is required"))
 }
 
 fn optional_string(
-    obj: &Map<String, Value>,
+    raw: Option<&RawValue>,
     field: &str,
     max: usize,
 ) -> Result<Option<String>, RecordError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => {
-            check_label(field, s, max)?;
-            Ok(Some(s.clone()))
-        }
-        Some(other) => Err(RecordError::new(
+    let Some(raw) = raw.filter(|r| !is_json_null(r)) else {
+        return Ok(None);
+    };
+    let s: String = serde_json::from_str(raw.get())
+        .map_err(|_| RecordError::new(field, format!("expected a string, got {}", brief(raw))))?;
+    check_label(field, &s, max)?;
+    Ok(Some(s))
+}
+
+/// The entries of an optional JSON object field (in key order; a repeated key keeps its last
+/// value).
+fn object<'a>(
+    raw: Option<&'a RawValue>,
+    field: &str,
+    what: &str,
+) -> Result<BTreeMap<String, &'a RawValue>, RecordError> {
+    let Some(raw) = raw.filter(|r| !is_json_null(r)) else {
+        return Ok(BTreeMap::new());
+    };
+    let map: BTreeMap<String, &'a RawValue> = serde_json::from_str(raw.get()).map_err(|_| {
+        RecordError::new(
             field,
-            format!("expected a string, got {}", brief(other)),
-        )),
+            format!("expected an object of {what}, got {}", brief(raw)),
+        )
+    })?;
+    if map.len() > MAX_MAP_ENTRIES {
+        return Err(RecordError::new(
+            field,
+            format!("at most {MAX_MAP_ENTRIES} entries, got {}", map.len()),
+        ));
     }
+    Ok(map)
 }
 
-fn required_tokens(obj: &Map<String, Value>, field: &str) -> Result<u64, RecordError> {
-    optional_tokens(obj, field)?.ok_or_else(|| RecordError::new(field, "is required"))
+fn number(raw: &RawValue) -> Option<Number> {
+    serde_json::from_str(raw.get()).ok()
 }
 
-fn optional_tokens(obj: &Map<String, Value>, field: &str) -> Result<Option<u64>, RecordError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(t) if t <= MAX_TOKENS => Ok(Some(t)),
-            Some(t) => Err(RecordError::new(
-                field,
-                format!("{t} is larger than the limit of {MAX_TOKENS}"),
-            )),
-            None if n.as_i64().is_some_and(|i| i < 0) => Err(RecordError::new(
+fn required_tokens(raw: Option<&RawValue>, field: &str) -> Result<u64, RecordError> {
+    optional_tokens(raw, field)?.ok_or_else(|| RecordError::new(field, "is required"))
+}
+
+fn optional_tokens(raw: Option<&RawValue>, field: &str) -> Result<Option<u64>, RecordError> {
+    let Some(raw) = raw.filter(|r| !is_json_null(r)) else {
+        return Ok(None);
+    };
+    let n = number(raw).ok_or_else(|| {
+        RecordError::new(
+            field,
+            format!("expected an integer >= 0, got {}", brief(raw)),
+        )
+    })?;
+    match n.as_u64() {
+        Some(t) if t <= MAX_TOKENS => Ok(Some(t)),
+        Some(t) => Err(RecordError::new(
+            field,
+            format!("{t} is larger than the limit of {MAX_TOKENS}"),
+        )),
+        // A float with no fractional part (e.g. 12.0) is still a count.
+        None => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && (0.0..=MAX_TOKENS as f64).contains(&f) => {
+                Ok(Some(f as u64))
+            }
+            _ => Err(RecordError::new(
                 field,
                 format!("must be an integer >= 0, got {n}"),
             )),
-            // A float with no fractional part (e.g. 12.0) is still a count.
-            None => match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && (0.0..=MAX_TOKENS as f64).contains(&f) => {
-                    Ok(Some(f as u64))
-                }
-                _ => Err(RecordError::new(
-                    field,
-                    format!("must be an integer >= 0, got {n}"),
-                )),
-            },
         },
-        Some(other) => Err(RecordError::new(
-            field,
-            format!("expected an integer >= 0, got {}", brief(other)),
-        )),
     }
 }
 
-fn duration(v: &Value, field: &str) -> Result<f64, RecordError> {
-    let ms = match v {
-        Value::Number(n) => n.as_f64(),
-        _ => None,
-    }
-    .ok_or_else(|| {
+fn duration(raw: &RawValue, field: &str) -> Result<f64, RecordError> {
+    let ms = number(raw).and_then(|n| n.as_f64()).ok_or_else(|| {
         RecordError::new(
             field,
-            format!("expected milliseconds as a number, got {}", brief(v)),
+            format!("expected milliseconds as a number, got {}", brief(raw)),
         )
     })?;
-    // serde_json never yields NaN or infinity from JSON text, but a huge literal can overflow.
+    // JSON text cannot say NaN or infinity, but a huge literal can overflow to infinity.
     if !ms.is_finite() || !(0.0..=MAX_DURATION_MS).contains(&ms) {
         return Err(RecordError::new(
             field,
@@ -539,6 +582,34 @@ mod tests {
         assert!(parse_record(&v, NOW).is_ok());
         v["status"] = json!("failed");
         assert_eq!(err_field(v), "status");
+    }
+
+    #[test]
+    fn text_items_parse_escapes_and_reject_non_objects() {
+        let r = parse_event(
+            r#"{"request_id":"a\"b","model":"gpt-4o","input_tokens":1,"output_tokens":2,"feature":"caf\u00e9","extra":[1,{"x":null}]}"#,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(r.request_id, "a\"b");
+        assert_eq!(r.feature.as_deref(), Some("café"));
+        for bad in ["5", "[1]", "\"x\"", "null"] {
+            let e = parse_event(bad, NOW).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.message.as_str()),
+                ("(item)", "expected a JSON object")
+            );
+        }
+        let e = parse_event(r#"{"request_id": "a", "model": }"#, NOW).unwrap_err();
+        assert_eq!(e.field, "(item)");
+        assert!(e.message.starts_with("invalid JSON"), "{}", e.message);
+        // Explicit nulls are absent values.
+        let r = parse_event(
+            r#"{"request_id":"a","model":"m","input_tokens":1,"output_tokens":0,"feature":null,"stages":null,"ttft_ms":null}"#,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!((r.feature, r.stages.len(), r.ttft_ms), (None, 0, None));
     }
 
     #[test]
