@@ -279,7 +279,30 @@ enum Latencies {
     Rebuild,
 }
 
+/// Index of the minute tier in `SERIES_TIERS`.
+const FINEST: usize = SERIES_TIERS.len() - 1;
+
 impl RollupDelta {
+    /// Completes the delta once every record is folded: the coarser tiers' sketches are the
+    /// merge of the minute rows they contain (cheaper than inserting every value three times).
+    pub fn finish(&mut self) {
+        let (coarse, finest) = self.series.split_at_mut(FINEST);
+        for (key, row) in &finest[0] {
+            if row.sketches.is_empty() {
+                continue;
+            }
+            for (width, map) in SERIES_TIERS.iter().zip(coarse.iter_mut()) {
+                let coarse_key = SeriesKey {
+                    bucket_ms: bucket_start(key.bucket_ms, *width),
+                    ..key.clone()
+                };
+                if let Some(target) = map.get_mut(&coarse_key) {
+                    target.sketches.merge(&row.sketches);
+                }
+            }
+        }
+    }
+
     /// Adds a record new to the store.
     pub fn add(&mut self, r: &PricedRecord) {
         self.fold(r, false, Latencies::Add);
@@ -313,12 +336,15 @@ impl RollupDelta {
         } else {
             Vec::new()
         };
-        for (width, map) in SERIES_TIERS.iter().zip(self.series.iter_mut()) {
+        for (tier, (width, map)) in SERIES_TIERS.iter().zip(self.series.iter_mut()).enumerate() {
             let row = map.entry(SeriesKey::of(r, *width)).or_default();
             row.totals.add(&t);
             match latencies {
-                Latencies::Add => add_latencies(&mut row.sketches, r, &stage_names),
-                Latencies::Unchanged => {}
+                // Only the finest tier takes each value; `finish` merges its sketches upward.
+                Latencies::Add if tier == FINEST => {
+                    add_latencies(&mut row.sketches, r, &stage_names)
+                }
+                Latencies::Add | Latencies::Unchanged => {}
                 Latencies::Rebuild => row.rebuild = true,
             }
         }
@@ -376,6 +402,7 @@ mod tests {
         let a = priced(a, 1_234);
         d.add(&a);
         d.replace(&a, &a);
+        d.finish();
         for map in &d.series {
             let row = map.values().next().unwrap();
             assert_eq!(row.totals.requests, 1);
@@ -419,6 +446,7 @@ mod tests {
         d.add(&priced(rec("a", 61_000, "m", 1, 1), 5));
         d.add(&priced(b, 7));
         d.add(&priced(rec("c", 120_000, "m", 1, 1), 11));
+        d.finish();
         assert_eq!(
             [d.series[0].len(), d.series[1].len(), d.series[2].len()],
             [1, 1, 2]

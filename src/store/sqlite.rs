@@ -439,6 +439,7 @@ fn write_batch(
             }
         }
     }
+    delta.finish();
     apply_delta(&tx, project, &delta)?;
     tx.commit()?;
     Ok(summary)
