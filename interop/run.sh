@@ -46,6 +46,10 @@ timezone = "Asia/Seoul"
 model = "acme-ft"
 input = 1.0
 output = 2.0
+[[budgets]]
+name = "monthly"
+period = "month"
+limit_usd = 1000.0
 TOML
 
 # 1. Generate realistic traffic with the demo generator (one day, Seoul time) as NDJSON.
@@ -106,6 +110,15 @@ head -5 "$work/events.jsonl" | jq -c '.request_id += "-after-restart" | .timesta
 curl -fs "$url/metrics" >"$work/metrics.txt"
 check "promtool check metrics" "" "$(promtool check metrics <"$work/metrics.txt" 2>&1)"
 check "exposition has the ingested requests" "yes" "$(grep -q '^llmwatch_requests_total{' "$work/metrics.txt" && echo yes || echo no)"
+
+# The other CLI commands against the same server.
+check "CLI latency (server) = API" "$(jq .count <<<"$lat")" \
+  "$("$bin" latency --server "$url" --from "$from_ms" --to "$to_ms" --format json | jq .count)"
+check "CLI budgets (server) = API" "$(curl -fs "$url/api/v1/budgets" | jq -c '.budgets[] | [.name, .spent_usd]')" \
+  "$("$bin" budgets --server "$url" --format json | jq -c '.budgets[] | [.name, .spent_usd]')"
+# gpt-4o: 1M input x $2.5 + 1M output x $10 = $12.5 (hand-computed).
+check "CLI pricing cost" "openai/gpt-4o-2024-08-06 (priced as gpt-4o): \$12.500000" \
+  "$("$bin" pricing cost openai/gpt-4o-2024-08-06 --input 1000000 --output 1000000)"
 
 cli_total=$("$bin" report daily --date "$day" --server "$url" --format json | jq .total_requests)
 check "CLI report (server) = API" "$(jq .total_requests <<<"$report")" "$cli_total"
