@@ -10,7 +10,7 @@ use crate::core::rollup::{
     Dimension, SKETCH_DURATION, SKETCH_STAGE_PREFIX, SKETCH_TTFT, Scope, Totals,
 };
 use crate::core::sketch::{RELATIVE_ACCURACY, Sketch, SketchSet};
-use crate::core::time::{DAY_MS, Range, day_range, local_date};
+use crate::core::time::{DAY_MS, Range, calendar_days};
 use crate::report::NONE_GROUP;
 use crate::store::{GroupTotals, Store, StoreError, TotalsQuery};
 
@@ -341,27 +341,17 @@ pub async fn timeseries(
     let mut buckets: Vec<i64> = Vec::new();
     let mut groups: Vec<GroupTotals> = Vec::new();
     if step_ms == DAY_MS {
-        let mut date = local_date(range.from_ms, tz);
-        loop {
-            let day = day_range(date, tz);
-            if day.from_ms >= range.to_ms || buckets.len() as i64 >= MAX_POINTS {
-                break;
-            }
-            buckets.push(day.from_ms);
-            let clipped = Range::new(day.from_ms.max(range.from_ms), day.to_ms.min(range.to_ms));
+        for d in calendar_days(range, tz, MAX_POINTS as usize) {
+            buckets.push(d.day.from_ms);
             for mut g in store
                 .totals(TotalsQuery {
-                    range: clipped,
+                    range: d.clipped,
                     ..base.clone()
                 })
                 .await?
             {
-                g.bucket_ms = Some(day.from_ms);
+                g.bucket_ms = Some(d.day.from_ms);
                 groups.push(g);
-            }
-            match date.succ_opt() {
-                Some(next) => date = next,
-                None => break,
             }
         }
     } else {

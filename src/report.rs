@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::Budget;
 use crate::core::rollup::{Dimension, Scope, Totals, nanos_to_usd};
-use crate::core::time::{Period, Range, day_range, format_rfc3339, local_date, period_range};
+use crate::core::time::{Period, Range, calendar_days, day_range, format_rfc3339, period_range};
 use crate::store::{GroupTotals, Store, StoreError, TotalsQuery};
 
 /// The group name of requests that lack the grouped label.
@@ -249,26 +249,15 @@ pub async fn cost_report(
         CostGroup::Label(d) => grouped(store, project, range, scope, d).await?,
         CostGroup::Day => {
             let mut days = Vec::new();
-            let mut date = local_date(range.from_ms, tz);
-            while days.len() < MAX_REPORT_DAYS as usize {
-                let day = day_range(date, tz);
-                if day.from_ms >= range.to_ms {
-                    break;
-                }
-                let clipped =
-                    Range::new(day.from_ms.max(range.from_ms), day.to_ms.min(range.to_ms));
-                let day_total = total(store, project, clipped, scope).await?;
+            for d in calendar_days(range, tz, MAX_REPORT_DAYS as usize) {
+                let day_total = total(store, project, d.clipped, scope).await?;
                 if day_total.requests != 0 {
                     days.push(GroupTotals {
-                        bucket_ms: Some(day.from_ms),
-                        key: Some(date.to_string()),
+                        bucket_ms: Some(d.day.from_ms),
+                        key: Some(d.date.to_string()),
                         totals: day_total,
                         sketches: None,
                     });
-                }
-                match date.succ_opt() {
-                    Some(next) => date = next,
-                    None => break,
                 }
             }
             days

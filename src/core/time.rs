@@ -112,6 +112,36 @@ pub fn day_range(date: NaiveDate, tz: Tz) -> Range {
     Range::new(local_midnight_ms(date, tz), local_midnight_ms(next, tz))
 }
 
+/// One calendar day of a range: its date, the whole day, and the part inside the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalendarDay {
+    pub date: NaiveDate,
+    pub day: Range,
+    pub clipped: Range,
+}
+
+/// The calendar days in `tz` that `range` touches, oldest first, at most `max` of them.
+pub fn calendar_days(range: Range, tz: Tz, max: usize) -> Vec<CalendarDay> {
+    let mut out = Vec::new();
+    let mut date = local_date(range.from_ms, tz);
+    while out.len() < max {
+        let day = day_range(date, tz);
+        if day.from_ms >= range.to_ms {
+            break;
+        }
+        out.push(CalendarDay {
+            date,
+            day,
+            clipped: Range::new(day.from_ms.max(range.from_ms), day.to_ms.min(range.to_ms)),
+        });
+        match date.succ_opt() {
+            Some(next) => date = next,
+            None => break,
+        }
+    }
+    out
+}
+
 /// The local calendar date of `t_ms` in `tz`.
 pub fn local_date(t_ms: i64, tz: Tz) -> NaiveDate {
     match chrono::DateTime::from_timestamp_millis(t_ms) {
@@ -278,6 +308,22 @@ mod tests {
         let seoul = parse_tz("Asia/Seoul").unwrap();
         let m = period_range(Period::Month, ms("2026-01-31T16:00:00Z"), seoul);
         assert_eq!(m.from_ms, ms("2026-01-31T15:00:00Z"));
+    }
+
+    #[test]
+    fn calendar_days_are_clipped_to_the_range() {
+        let seoul = parse_tz("Asia/Seoul").unwrap();
+        // 2026-03-01T00:00Z is 09:00 on March 1st in Seoul; 2026-03-02T16:00Z is 01:00 on the 3rd.
+        let r = Range::new(ms("2026-03-01T00:00:00Z"), ms("2026-03-02T16:00:00Z"));
+        let days = calendar_days(r, seoul, 10);
+        let dates: Vec<String> = days.iter().map(|d| d.date.to_string()).collect();
+        assert_eq!(dates, ["2026-03-01", "2026-03-02", "2026-03-03"]);
+        assert_eq!(days[0].day.from_ms, ms("2026-02-28T15:00:00Z"));
+        assert_eq!(days[0].clipped.from_ms, r.from_ms);
+        assert_eq!(days[1].clipped, days[1].day);
+        assert_eq!(days[2].clipped.to_ms, r.to_ms);
+        assert_eq!(calendar_days(r, seoul, 2).len(), 2);
+        assert!(calendar_days(Range::new(5, 5), seoul, 10).len() <= 1);
     }
 
     #[test]
