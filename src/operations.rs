@@ -116,15 +116,11 @@ pub fn summarize_latency(totals: &Totals, sketches: &SketchSet) -> LatencyReport
 }
 
 fn merged(groups: &[GroupTotals]) -> (Totals, SketchSet) {
-    let mut totals = Totals::default();
     let mut sketches = SketchSet::new();
-    for g in groups {
-        totals.add(&g.totals);
-        if let Some(s) = &g.sketches {
-            sketches.merge(s);
-        }
+    for s in groups.iter().filter_map(|g| g.sketches.as_ref()) {
+        sketches.merge(s);
     }
-    (totals, sketches)
+    (groups.iter().map(|g| &g.totals).sum(), sketches)
 }
 
 pub async fn latency(

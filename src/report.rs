@@ -82,11 +82,7 @@ fn unpriced_of(by_model: &[GroupTotals]) -> Unpriced {
 }
 
 fn sum(groups: &[GroupTotals]) -> Totals {
-    let mut t = Totals::default();
-    for g in groups {
-        t.add(&g.totals);
-    }
-    t
+    groups.iter().map(|g| &g.totals).sum()
 }
 
 fn by_key(groups: &[GroupTotals]) -> BTreeMap<String, GroupStats> {

@@ -613,6 +613,22 @@ mod tests {
     }
 
     #[test]
+    fn too_many_stages_or_attributes_are_rejected() {
+        let many: serde_json::Map<String, Value> = (0..=MAX_MAP_ENTRIES)
+            .map(|i| (format!("k{i}"), json!("v")))
+            .collect();
+        let mut v = minimal();
+        v["attributes"] = Value::Object(many.clone());
+        assert_eq!(err_field(v), "attributes");
+        let mut v = minimal();
+        v["stages"] = Value::Object(many.into_iter().map(|(k, _)| (k, json!(1))).collect());
+        assert_eq!(err_field(v), "stages");
+        let mut v = minimal();
+        v["stages"] = json!({"guardrail": 1, "model_inference": 2});
+        assert!(parse_record(&v, NOW).is_ok());
+    }
+
+    #[test]
     fn attributes_must_be_strings() {
         let mut v = minimal();
         v["attributes"] = json!({"question_category": "billing", "n": 3});

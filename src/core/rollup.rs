@@ -3,6 +3,8 @@
 //! Money is counted in integer nano-USD so that totals add up exactly across any grouping and a
 //! replaced record subtracts exactly what it added. Pure: storage applies the deltas built here.
 
+use std::collections::BTreeMap;
+
 use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 
@@ -198,23 +200,30 @@ pub const SKETCH_TTFT: &str = "ttft";
 /// Prefix of a stage's sketch name: `stage:model_inference`.
 pub const SKETCH_STAGE_PREFIX: &str = "stage:";
 
-/// Adds a record's latencies (duration, TTFT, each stage) to `set`.
-pub fn add_latencies(set: &mut SketchSet, r: &Record, stage_names: &[String]) {
-    set.insert(SKETCH_DURATION, r.duration_ms);
-    if let Some(t) = r.ttft_ms {
+/// Adds one request's latencies (duration, TTFT, each stage, in ms) to `set`.
+pub fn add_latencies(
+    set: &mut SketchSet,
+    duration_ms: f64,
+    ttft_ms: Option<f64>,
+    stages: &BTreeMap<String, f64>,
+) {
+    set.insert(SKETCH_DURATION, duration_ms);
+    if let Some(t) = ttft_ms {
         set.insert(SKETCH_TTFT, t);
     }
-    for (name, ms) in stage_names.iter().zip(r.stages.values()) {
-        set.insert(name, *ms);
+    for (stage, ms) in stages {
+        set.insert(&format!("{SKETCH_STAGE_PREFIX}{stage}"), *ms);
     }
 }
 
-/// The sketch names of a record's stages, in `r.stages` order.
-pub fn stage_sketch_names(r: &Record) -> Vec<String> {
-    r.stages
-        .keys()
-        .map(|k| format!("{SKETCH_STAGE_PREFIX}{k}"))
-        .collect()
+impl<'a> std::iter::Sum<&'a Totals> for Totals {
+    fn sum<I: Iterator<Item = &'a Totals>>(iter: I) -> Totals {
+        let mut t = Totals::default();
+        for x in iter {
+            t.add(x);
+        }
+        t
+    }
 }
 
 /// Key of a per-series rollup row. Absent feature/release are the empty string, which
@@ -331,18 +340,13 @@ impl RollupDelta {
         if negate {
             t = t.negated();
         }
-        let stage_names = if latencies == Latencies::Add {
-            stage_sketch_names(r)
-        } else {
-            Vec::new()
-        };
         for (tier, (width, map)) in SERIES_TIERS.iter().zip(self.series.iter_mut()).enumerate() {
             let row = map.entry(SeriesKey::of(r, *width)).or_default();
             row.totals.add(&t);
             match latencies {
                 // Only the finest tier takes each value; `finish` merges its sketches upward.
                 Latencies::Add if tier == FINEST => {
-                    add_latencies(&mut row.sketches, r, &stage_names)
+                    add_latencies(&mut row.sketches, r.duration_ms, r.ttft_ms, &r.stages)
                 }
                 Latencies::Add | Latencies::Unchanged => {}
                 Latencies::Rebuild => row.rebuild = true,

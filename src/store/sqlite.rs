@@ -17,7 +17,6 @@ use crate::config::Durability;
 use crate::core::record::{Record, Status, Usage};
 use crate::core::rollup::{
     Dimension, PricedRecord, RollupDelta, SERIES_TIERS, SeriesKey, Totals, add_latencies,
-    stage_sketch_names,
 };
 use crate::core::sketch::{SketchSet, merge_encoded};
 use crate::core::time::{DAY_MS, HOUR_MS, MINUTE_MS, Source, plan};
@@ -336,41 +335,15 @@ fn register_functions(conn: &Connection) -> Result<(), StoreError> {
     })?;
     conn.create_aggregate_function("llmwatch_sketch_agg", 1, flags, SketchAgg)?;
     conn.create_scalar_function("llmwatch_sketch_of", 3, flags, |ctx| {
-        let mut r = Record {
-            duration_ms: ctx.get(0)?,
-            ttft_ms: ctx.get(1)?,
-            ..empty_record()
+        let stages: BTreeMap<String, f64> = match ctx.get::<Option<String>>(2)? {
+            Some(json) => serde_json::from_str(&json).map_err(user_error)?,
+            None => BTreeMap::new(),
         };
-        if let Some(stages) = ctx.get::<Option<String>>(2)? {
-            r.stages = serde_json::from_str(&stages).map_err(user_error)?;
-        }
         let mut set = SketchSet::new();
-        add_latencies(&mut set, &r, &stage_sketch_names(&r));
+        add_latencies(&mut set, ctx.get(0)?, ctx.get(1)?, &stages);
         Ok(set.to_bytes())
     })?;
     Ok(())
-}
-
-fn empty_record() -> Record {
-    Record {
-        request_id: String::new(),
-        timestamp_ms: 0,
-        model: String::new(),
-        provider: None,
-        usage: Usage::default(),
-        user_id: None,
-        feature: None,
-        session_id: None,
-        release: None,
-        status: Status::Ok,
-        error_type: None,
-        stages: BTreeMap::new(),
-        duration_ms: 0.0,
-        ttft_ms: None,
-        attributes: BTreeMap::new(),
-        input: None,
-        output: None,
-    }
 }
 
 fn write_batch(
