@@ -513,20 +513,19 @@ fn write_daily_table(out: &mut impl Write, v: &Value) -> Result<()> {
         ("feature", "by_feature"),
         ("user", "by_user"),
     ] {
-        let mut rows: Vec<Vec<String>> = v[field]
-            .as_object()
+        // Most expensive first; unpriced groups (cost null) last.
+        let mut groups: Vec<(&String, &Value)> =
+            v[field].as_object().into_iter().flatten().collect();
+        let cost = |s: &Value| s["cost"].as_f64().unwrap_or(-1.0);
+        groups.sort_by(|a, b| cost(b.1).total_cmp(&cost(a.1)));
+        let mut rows: Vec<Vec<String>> = groups
             .into_iter()
-            .flatten()
             .map(|(k, s)| {
                 std::iter::once(k.clone())
                     .chain(GROUP_COLUMNS.iter().map(|c| cell(&s[*c])))
                     .collect()
             })
             .collect();
-        rows.sort_by(|a, b| {
-            let cost = |r: &Vec<String>| r[6].parse::<f64>().unwrap_or(-1.0);
-            cost(b).total_cmp(&cost(a))
-        });
         let limit = if field == "by_user" { 15 } else { rows.len() };
         let hidden = rows.len().saturating_sub(limit);
         rows.truncate(limit);
