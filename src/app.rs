@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, Clock};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::Writer;
+use crate::pipeline::{Writer, WriterOptions};
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
 
@@ -25,8 +25,16 @@ impl App {
     pub fn build(config: Config, clock: Clock) -> Result<App, StoreError> {
         let store = Arc::new(SqliteStore::open(&config.db, config.durability)?);
         let metrics = Arc::new(Metrics::new(config.max_label_values));
-        let (writer, writer_task) =
-            Writer::spawn(store.clone(), Arc::clone(&metrics), config.writer_queue);
+        let (writer, writer_task) = Writer::spawn(
+            store.clone(),
+            Arc::clone(&metrics),
+            WriterOptions {
+                queue: config.writer_queue,
+                prices: Arc::clone(&config.pricing),
+                trace_grace_ms: config.otlp.grace_ms,
+                clock: Arc::clone(&clock),
+            },
+        );
         Ok(App {
             state: AppState {
                 config: Arc::new(config),

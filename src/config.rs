@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::core::pricing::{PriceEntry, PriceTable};
 use crate::core::rollup::Scope;
+use crate::core::span::{ExtractOptions, StageRule};
 use crate::core::time::{Period, parse_tz};
 
 /// Default listen address: the OTLP/HTTP port, so OpenTelemetry exporters find llmwatch with no setting.
@@ -18,6 +19,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:4318";
 pub const DEFAULT_DB: &str = "llmwatch.db";
 /// Default largest accepted request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Default largest OTLP body, after decompression.
+pub const DEFAULT_OTLP_MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+/// Default wait for a trace's root span before the trace becomes a record without it.
+pub const DEFAULT_OTLP_GRACE_S: f64 = 30.0;
 /// Default number of ingest batches waiting for the writer before ingest answers 503.
 pub const DEFAULT_WRITER_QUEUE: usize = 256;
 
@@ -70,6 +75,34 @@ pub struct RawConfig {
     /// Spending budgets.
     #[serde(default)]
     pub budgets: Vec<RawBudget>,
+    /// OpenTelemetry ingest (`POST /v1/traces`).
+    #[serde(default)]
+    pub otlp: RawOtlp,
+}
+
+/// The `[otlp]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtlp {
+    /// Largest accepted body after decompression, in bytes (default 20 MiB); larger -> 413.
+    pub max_body_bytes: Option<usize>,
+    /// Seconds a trace waits for its root span before it becomes a record without it
+    /// (default 30).
+    pub grace_period_s: Option<f64>,
+    /// Span attribute naming the feature when `llmwatch.feature` is absent (before the
+    /// resource's `service.name`).
+    pub feature_attribute: Option<String>,
+    /// Stage rules tried before the built-in ones.
+    #[serde(default)]
+    pub stage_rules: Vec<StageRule>,
+}
+
+/// Validated `[otlp]` settings.
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    pub max_body_bytes: usize,
+    pub grace_ms: i64,
+    pub extract: ExtractOptions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -123,6 +156,7 @@ pub struct Config {
     pub max_label_values: usize,
     pub pricing: Arc<PriceTable>,
     pub budgets: Vec<Budget>,
+    pub otlp: OtlpConfig,
 }
 
 impl Config {
@@ -205,17 +239,52 @@ impl RawConfig {
             });
         }
 
+        let capture_content = self.capture_content.unwrap_or(false);
+        let otlp = self.otlp.validate(capture_content)?;
         Ok(Config {
             listen,
             db: self.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
             timezone,
-            capture_content: self.capture_content.unwrap_or(false),
+            capture_content,
             max_body_bytes,
             durability: self.durability.unwrap_or_default(),
             writer_queue,
             max_label_values: self.max_label_values.unwrap_or(50),
             pricing: Arc::new(pricing),
             budgets,
+            otlp,
+        })
+    }
+}
+
+impl RawOtlp {
+    fn validate(self, capture_content: bool) -> Result<OtlpConfig, ConfigError> {
+        let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_OTLP_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            return Err(invalid("otlp.max_body_bytes", "must be at least 1024"));
+        }
+        let grace = self.grace_period_s.unwrap_or(DEFAULT_OTLP_GRACE_S);
+        if !(grace.is_finite() && (0.0..=86_400.0).contains(&grace)) {
+            return Err(invalid(
+                "otlp.grace_period_s",
+                "must be between 0 and 86400 seconds",
+            ));
+        }
+        if self.feature_attribute.as_deref() == Some("") {
+            return Err(invalid("otlp.feature_attribute", "must not be empty"));
+        }
+        for (i, rule) in self.stage_rules.iter().enumerate() {
+            rule.validate()
+                .map_err(|m| invalid(format!("otlp.stage_rules[{i}]"), m))?;
+        }
+        Ok(OtlpConfig {
+            max_body_bytes,
+            grace_ms: (grace * 1000.0).round() as i64,
+            extract: ExtractOptions {
+                capture_content,
+                feature_attribute: self.feature_attribute,
+                stage_rules: self.stage_rules,
+            },
         })
     }
 }
@@ -265,6 +334,25 @@ mod tests {
         let e = validate("[[budgets]]\nname = \"d\"\nperiod = \"fortnight\"\nlimit_usd = 5.0")
             .unwrap_err();
         assert!(e.to_string().contains("fortnight"), "{e}");
+    }
+
+    #[test]
+    fn otlp_settings() {
+        let c = validate("").unwrap();
+        assert_eq!(c.otlp.grace_ms, 30_000);
+        assert_eq!(c.otlp.max_body_bytes, 20 * 1024 * 1024);
+        let c = validate(
+            "capture_content = true\n[otlp]\ngrace_period_s = 2.5\nfeature_attribute = \"app.feature\"\n\
+             [[otlp.stage_rules]]\nstage = \"retrieval\"\nspan_name = \"search*\"",
+        )
+        .unwrap();
+        assert_eq!(c.otlp.grace_ms, 2_500);
+        assert!(c.otlp.extract.capture_content);
+        assert_eq!(c.otlp.extract.stage_rules[0].stage, "retrieval");
+        let e = validate("[[otlp.stage_rules]]\nstage = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("otlp.stage_rules[0]"), "{e}");
+        let e = validate("[otlp]\ngrace_period_s = -1").unwrap_err();
+        assert!(e.to_string().contains("otlp.grace_period_s"), "{e}");
     }
 
     #[test]

@@ -2,16 +2,16 @@
 //! every invalid one is named with its index and the field at fault; a body that cannot be
 //! parsed at all is rejected whole and nothing is stored.
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, read_body};
 use crate::core::record::parse_event;
 use crate::core::rollup::PricedRecord;
 use crate::store::DEFAULT_PROJECT;
@@ -58,29 +58,7 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let limit = state.config.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("body exceeds max_body_bytes ({limit} bytes); send smaller batches"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let bytes = to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
-            too_large()
-        } else {
-            ApiError::invalid("body", format!("could not read body: {e}"))
-        }
-    })?;
+    let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| ApiError::invalid("body", format!("body is not valid UTF-8: {e}")))?;
     let items = split_items(text)?;

@@ -4,12 +4,15 @@
 mod error;
 mod events;
 mod operations;
+mod otlp;
 mod reports;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::get;
 
 pub use error::ApiError;
@@ -43,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(reports::router())
         .merge(operations::router())
+        .merge(otlp::router())
         // Ingest enforces its own, configured limit with the API's error shape.
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -51,4 +55,34 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthz() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// Reads a request body of at most `limit` bytes: a larger one (declared or actual) is a 413.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("body exceeds {limit} bytes; send smaller batches"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            ApiError::invalid("body", format!("could not read body: {e}"))
+        }
+    })
 }

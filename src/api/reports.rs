@@ -132,6 +132,7 @@ async fn request_detail(
         .request(DEFAULT_PROJECT, &request_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no request with request_id {request_id:?}")))?;
+    let scores = stored.scores;
     let pr = stored.priced;
     let r = &pr.record;
     let price = s.config.pricing.resolve(&r.model, r.timestamp_ms);
@@ -158,6 +159,7 @@ async fn request_detail(
         "attributes": r.attributes,
         "input": r.input,
         "output": r.output,
+        "scores": scores,
         "cost": pr.cost_nanos.map(nanos_to_usd),
         "priced": pr.cost_nanos.is_some(),
         "price_model": price.filter(|_| pr.cost_nanos.is_some()).map(|p| p.model.clone()),

@@ -4,5 +4,7 @@ pub mod pricing;
 pub mod record;
 pub mod rollup;
 pub mod sketch;
+pub mod span;
 pub mod time;
+pub mod trace;
 pub mod traffic;

@@ -334,6 +334,11 @@ impl RollupDelta {
         self.fold(new, false, mode);
     }
 
+    /// Removes a deleted record (its bucket's sketches are rebuilt from the remaining rows).
+    pub fn remove(&mut self, old: &PricedRecord) {
+        self.fold(old, true, Latencies::Rebuild);
+    }
+
     fn fold(&mut self, pr: &PricedRecord, negate: bool, latencies: Latencies) {
         let r = &pr.record;
         let mut t = Totals::of(r, pr.cost_nanos);

@@ -6,12 +6,15 @@
 
 pub mod sqlite;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::core::pricing::PriceTable;
 use crate::core::rollup::{Dimension, PricedRecord, Scope, Totals};
 use crate::core::sketch::SketchSet;
+use crate::core::span::SpanSummary;
 use crate::core::time::Range;
 
 /// The project every row belongs to until authentication maps keys to projects.
@@ -45,6 +48,35 @@ pub struct WriteSummary {
     /// Positions in the batch of records whose request_id was already stored and which
     /// replaced the earlier record.
     pub replaced: Vec<usize>,
+}
+
+/// Spans of one trace received in one export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceFragment {
+    pub trace_id: [u8; 16],
+    pub spans: Vec<SpanSummary>,
+}
+
+/// Trace fragments to merge into the stored traces, and how to price the records they become.
+#[derive(Debug, Clone)]
+pub struct TraceBatch {
+    pub fragments: Vec<TraceFragment>,
+    pub prices: Arc<PriceTable>,
+    /// Receive time (unix ms): starts the grace period of a trace still waiting for its root.
+    pub received_ms: i64,
+}
+
+/// What merging traces did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceWriteSummary {
+    /// Records new to the store (assembled from traces).
+    pub new_records: Vec<PricedRecord>,
+    /// Records re-assembled because more spans of their trace arrived.
+    pub updated_records: usize,
+    /// Traces still waiting (for their root span or a model call).
+    pub pending_traces: usize,
+    /// Traces dropped at the end of their grace period: no span was a model call.
+    pub dropped_traces: usize,
 }
 
 /// Totals over a range, optionally restricted, grouped by a label and bucketed in time.
@@ -88,6 +120,8 @@ pub struct GroupTotals {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRequest {
     pub priced: PricedRecord,
+    /// Scores of the request, by name (one source per name: the last stored wins).
+    pub scores: BTreeMap<String, f64>,
 }
 
 #[async_trait]
@@ -99,6 +133,23 @@ pub trait Store: Send + Sync + 'static {
         project: &str,
         batch: Arc<Vec<PricedRecord>>,
     ) -> Result<WriteSummary, StoreError>;
+
+    /// Merges trace fragments into the stored traces and writes the records of every trace
+    /// that is complete (its root span arrived); an earlier record of the trace is replaced.
+    /// Returns once durably committed.
+    async fn write_traces(
+        &self,
+        project: &str,
+        batch: Arc<TraceBatch>,
+    ) -> Result<TraceWriteSummary, StoreError>;
+
+    /// Turns traces pending since before `cutoff_ms` (all projects) into records even without
+    /// their root span, or drops them when no span was a model call.
+    async fn flush_pending_traces(
+        &self,
+        cutoff_ms: i64,
+        prices: Arc<PriceTable>,
+    ) -> Result<TraceWriteSummary, StoreError>;
 
     /// Totals per group (and bucket) over a range. Groups with no requests are omitted.
     async fn totals(&self, query: TotalsQuery) -> Result<Vec<GroupTotals>, StoreError>;

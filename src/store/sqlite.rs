@@ -2,9 +2,9 @@
 //! writer task; a small pool of read connections that never block it. Blocking calls run on
 //! tokio's blocking pool.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
@@ -12,17 +12,26 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 
-use super::{GroupTotals, Store, StoreError, StoredRequest, TotalsQuery, WriteSummary};
+use super::{
+    GroupTotals, Store, StoreError, StoredRequest, TotalsQuery, TraceBatch, TraceWriteSummary,
+    WriteSummary,
+};
 use crate::config::Durability;
+use crate::core::pricing::PriceTable;
 use crate::core::record::{Record, Status, Usage};
 use crate::core::rollup::{
     Dimension, PricedRecord, RollupDelta, SERIES_TIERS, SeriesKey, Totals, add_latencies,
 };
 use crate::core::sketch::{SketchSet, merge_encoded};
+use crate::core::span::SpanSummary;
 use crate::core::time::{DAY_MS, HOUR_MS, MINUTE_MS, Source, plan};
+use crate::core::trace::{Assembly, assemble, merge_spans};
 
 /// Schema migrations, applied in order; the database's `user_version` is the count applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_otlp.sql"),
+];
 
 /// The additive columns of every rollup table, in `Totals` field order.
 const METRIC_COLUMNS: [&str; 12] = [
@@ -346,6 +355,85 @@ fn register_functions(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+static INSERT_REQUEST: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO requests (project, {REQUEST_COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) \
+         ON CONFLICT (project, request_id) DO NOTHING"
+    )
+});
+static SELECT_REQUEST: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE project = ?1 AND request_id = ?2")
+});
+const DELETE_REQUEST: &str = "DELETE FROM requests WHERE project = ?1 AND request_id = ?2";
+
+/// Stores one record: a record whose request_id is already stored replaces it, in raw rows and
+/// in every rollup (through `delta`), so a retried request is never counted twice. Returns
+/// whether it replaced one.
+fn put_record(
+    tx: &rusqlite::Transaction<'_>,
+    project: &str,
+    pr: &PricedRecord,
+    delta: &mut RollupDelta,
+) -> Result<bool, StoreError> {
+    let r = &pr.record;
+    let stages = opt_json(&r.stages);
+    let attributes = opt_json(&r.attributes);
+    let params = params![
+        project,
+        r.request_id,
+        r.timestamp_ms,
+        r.model,
+        r.provider,
+        r.usage.input_tokens as i64,
+        r.usage.output_tokens as i64,
+        r.usage.cached_input_tokens as i64,
+        r.usage.cache_write_tokens as i64,
+        r.usage.reasoning_tokens as i64,
+        pr.cost_nanos,
+        r.user_id,
+        r.feature,
+        r.session_id,
+        r.release,
+        r.status.as_str(),
+        r.error_type,
+        r.duration_ms,
+        r.ttft_ms,
+        stages,
+        attributes,
+        r.input,
+        r.output,
+        r.unaccounted_ms(),
+    ];
+    let mut insert = tx.prepare_cached(&INSERT_REQUEST)?;
+    if insert.execute(params)? > 0 {
+        delta.add(pr);
+        return Ok(false);
+    }
+    let old = take_record(tx, project, &r.request_id)?
+        .ok_or_else(|| StoreError::Corrupt("request vanished during its replacement".into()))?;
+    insert.execute(params)?;
+    delta.replace(&old, pr);
+    Ok(true)
+}
+
+/// Deletes a stored record and returns it (its rollup contribution is the caller's to remove).
+fn take_record(
+    tx: &rusqlite::Transaction<'_>,
+    project: &str,
+    request_id: &str,
+) -> Result<Option<PricedRecord>, StoreError> {
+    let old = tx
+        .prepare_cached(&SELECT_REQUEST)?
+        .query_row(params![project, request_id], row_to_priced)
+        .optional()?;
+    let Some(old) = old else { return Ok(None) };
+    let old = old.map_err(StoreError::Corrupt)?;
+    tx.prepare_cached(DELETE_REQUEST)?
+        .execute(params![project, request_id])?;
+    Ok(Some(old))
+}
+
 fn write_batch(
     conn: &mut Connection,
     project: &str,
@@ -354,66 +442,255 @@ fn write_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut summary = WriteSummary::default();
     let mut delta = RollupDelta::default();
-    {
-        let mut insert = tx.prepare_cached(&format!(
-            "INSERT INTO requests (project, {REQUEST_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) \
-             ON CONFLICT (project, request_id) DO NOTHING"
-        ))?;
-        let mut select_old = tx.prepare_cached(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM requests WHERE project = ?1 AND request_id = ?2"
-        ))?;
-        let mut delete_old =
-            tx.prepare_cached("DELETE FROM requests WHERE project = ?1 AND request_id = ?2")?;
-
-        for (index, pr) in batch.iter().enumerate() {
-            let r = &pr.record;
-            let stages = opt_json(&r.stages);
-            let attributes = opt_json(&r.attributes);
-            let params = params![
-                project,
-                r.request_id,
-                r.timestamp_ms,
-                r.model,
-                r.provider,
-                r.usage.input_tokens as i64,
-                r.usage.output_tokens as i64,
-                r.usage.cached_input_tokens as i64,
-                r.usage.cache_write_tokens as i64,
-                r.usage.reasoning_tokens as i64,
-                pr.cost_nanos,
-                r.user_id,
-                r.feature,
-                r.session_id,
-                r.release,
-                r.status.as_str(),
-                r.error_type,
-                r.duration_ms,
-                r.ttft_ms,
-                stages,
-                attributes,
-                r.input,
-                r.output,
-                r.unaccounted_ms(),
-            ];
-            if insert.execute(params)? == 0 {
-                // Same request_id again: the new record replaces the old one, in raw rows and
-                // in every rollup, so a retried request is never counted twice.
-                let old = select_old
-                    .query_row(params![project, r.request_id], row_to_priced)?
-                    .map_err(StoreError::Corrupt)?;
-                delete_old.execute(params![project, r.request_id])?;
-                insert.execute(params)?;
-                delta.replace(&old, pr);
-                summary.replaced.push(index);
-            } else {
-                delta.add(pr);
-                summary.inserted += 1;
-            }
+    for (index, pr) in batch.iter().enumerate() {
+        if put_record(&tx, project, pr, &mut delta)? {
+            summary.replaced.push(index);
+        } else {
+            summary.inserted += 1;
         }
     }
     delta.finish();
     apply_delta(&tx, project, &delta)?;
+    tx.commit()?;
+    Ok(summary)
+}
+
+/// First byte of an encoded span list: bump when `SpanSummary` changes shape.
+const SPANS_FORMAT: u8 = 1;
+
+fn encode_spans(spans: &[SpanSummary]) -> Result<Vec<u8>, StoreError> {
+    postcard::to_extend(spans, vec![SPANS_FORMAT])
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode spans: {e}")))
+}
+
+fn decode_spans(bytes: &[u8]) -> Result<Vec<SpanSummary>, StoreError> {
+    match bytes.split_first() {
+        Some((&SPANS_FORMAT, rest)) => postcard::from_bytes(rest)
+            .map_err(|e| StoreError::Corrupt(format!("stored spans: {e}"))),
+        _ => Err(StoreError::Corrupt("stored spans: unknown format".into())),
+    }
+}
+
+/// A stored trace row.
+struct TraceRow {
+    spans: Vec<SpanSummary>,
+    request_id: Option<String>,
+    pending_since_ms: Option<i64>,
+}
+
+fn load_trace(
+    tx: &rusqlite::Transaction<'_>,
+    project: &str,
+    trace_id: &[u8; 16],
+) -> Result<Option<TraceRow>, StoreError> {
+    let row = tx
+        .prepare_cached(
+            "SELECT spans, request_id, pending_since_ms FROM otlp_traces \
+             WHERE project = ?1 AND trace_id = ?2",
+        )?
+        .query_row(params![project, &trace_id[..]], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(blob, request_id, pending_since_ms)| {
+        Ok(TraceRow {
+            spans: decode_spans(&blob)?,
+            request_id,
+            pending_since_ms,
+        })
+    })
+    .transpose()
+}
+
+/// Re-assembles one trace after its spans changed (or its grace period ended) and stores the
+/// outcome: the record (replacing the trace's earlier one), the trace row, and its scores.
+#[allow(clippy::too_many_arguments)]
+fn settle_trace(
+    tx: &rusqlite::Transaction<'_>,
+    project: &str,
+    trace_id: &[u8; 16],
+    row: TraceRow,
+    force: bool,
+    now_ms: i64,
+    prices: &PriceTable,
+    delta: &mut RollupDelta,
+    summary: &mut TraceWriteSummary,
+) -> Result<(), StoreError> {
+    let assembly = assemble(trace_id, &row.spans, force, prices);
+    let (request_id, pending_since) = match assembly {
+        Assembly::Record {
+            priced,
+            evaluations,
+        } => {
+            // The trace's record may have been stored under another id (an id attribute that
+            // arrived later): remove that one first.
+            if let Some(old_id) = row.request_id.as_deref()
+                && old_id != priced.record.request_id
+                && let Some(old) = take_record(tx, project, old_id)?
+            {
+                delta.remove(&old);
+            }
+            if put_record(tx, project, &priced, delta)? {
+                summary.updated_records += 1;
+            } else {
+                summary.new_records.push((*priced).clone());
+            }
+            let mut put_score = tx.prepare_cached(
+                "INSERT INTO scores (project, request_id, name, source, value, comment, ts_ms) \
+                 VALUES (?1, ?2, ?3, 'api', ?4, NULL, ?5) \
+                 ON CONFLICT (project, request_id, name, source) DO UPDATE SET \
+                 value = excluded.value, ts_ms = excluded.ts_ms",
+            )?;
+            for e in &evaluations {
+                put_score.execute(params![
+                    project,
+                    priced.record.request_id,
+                    e.name,
+                    e.score,
+                    priced.record.timestamp_ms
+                ])?;
+            }
+            (Some(priced.record.request_id), None)
+        }
+        Assembly::NotLlm => {
+            tx.prepare_cached("DELETE FROM otlp_traces WHERE project = ?1 AND trace_id = ?2")?
+                .execute(params![project, &trace_id[..]])?;
+            summary.dropped_traces += 1;
+            return Ok(());
+        }
+        Assembly::Pending => {
+            summary.pending_traces += 1;
+            (row.request_id, Some(row.pending_since_ms.unwrap_or(now_ms)))
+        }
+    };
+    tx.prepare_cached(
+        "INSERT INTO otlp_traces (project, trace_id, spans, span_count, request_id, \
+         pending_since_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (project, trace_id) DO UPDATE SET spans = excluded.spans, \
+         span_count = excluded.span_count, request_id = excluded.request_id, \
+         pending_since_ms = excluded.pending_since_ms, updated_ms = excluded.updated_ms",
+    )?
+    .execute(params![
+        project,
+        &trace_id[..],
+        encode_spans(&row.spans)?,
+        row.spans.len() as i64,
+        request_id,
+        pending_since,
+        now_ms
+    ])?;
+    Ok(())
+}
+
+fn write_trace_batch(
+    conn: &mut Connection,
+    project: &str,
+    batch: &TraceBatch,
+) -> Result<TraceWriteSummary, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut summary = TraceWriteSummary::default();
+    let mut delta = RollupDelta::default();
+    // Fragments of one trace in this batch are merged first: one assembly per trace.
+    let mut by_trace: Vec<(&[u8; 16], Vec<SpanSummary>)> = Vec::new();
+    let mut index: HashMap<&[u8; 16], usize> = HashMap::new();
+    for f in &batch.fragments {
+        match index.get(&f.trace_id) {
+            Some(&i) => {
+                merge_spans(&mut by_trace[i].1, f.spans.clone());
+            }
+            None => {
+                index.insert(&f.trace_id, by_trace.len());
+                let mut spans = Vec::with_capacity(f.spans.len());
+                merge_spans(&mut spans, f.spans.clone());
+                by_trace.push((&f.trace_id, spans));
+            }
+        }
+    }
+    for (trace_id, spans) in by_trace {
+        let row = match load_trace(&tx, project, trace_id)? {
+            Some(mut row) => {
+                if !merge_spans(&mut row.spans, spans) {
+                    continue; // every span already stored as is: nothing changes
+                }
+                row
+            }
+            None => TraceRow {
+                spans,
+                request_id: None,
+                pending_since_ms: None,
+            },
+        };
+        settle_trace(
+            &tx,
+            project,
+            trace_id,
+            row,
+            false,
+            batch.received_ms,
+            &batch.prices,
+            &mut delta,
+            &mut summary,
+        )?;
+    }
+    delta.finish();
+    apply_delta(&tx, project, &delta)?;
+    tx.commit()?;
+    Ok(summary)
+}
+
+/// Most pending traces settled in one flush transaction (the rest wait for the next flush).
+const FLUSH_LIMIT: i64 = 10_000;
+
+fn flush_pending(
+    conn: &mut Connection,
+    cutoff_ms: i64,
+    prices: &PriceTable,
+) -> Result<TraceWriteSummary, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut summary = TraceWriteSummary::default();
+    let due: Vec<(String, Vec<u8>)> = tx
+        .prepare_cached(
+            "SELECT project, trace_id FROM otlp_traces \
+             WHERE pending_since_ms IS NOT NULL AND pending_since_ms < ?1 \
+             ORDER BY project LIMIT ?2",
+        )?
+        .query_map(params![cutoff_ms, FLUSH_LIMIT], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut deltas: Vec<(String, RollupDelta)> = Vec::new();
+    for (project, trace_id) in due {
+        let trace_id: [u8; 16] = trace_id
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("trace id is not 16 bytes".into()))?;
+        let Some(row) = load_trace(&tx, &project, &trace_id)? else {
+            continue;
+        };
+        if deltas.last().is_none_or(|(p, _)| *p != project) {
+            deltas.push((project.clone(), RollupDelta::default()));
+        }
+        let delta = &mut deltas.last_mut().expect("pushed above").1;
+        settle_trace(
+            &tx,
+            &project,
+            &trace_id,
+            row,
+            true,
+            cutoff_ms,
+            prices,
+            delta,
+            &mut summary,
+        )?;
+    }
+    for (project, mut delta) in deltas {
+        delta.finish();
+        apply_delta(&tx, &project, &delta)?;
+    }
     tx.commit()?;
     Ok(summary)
 }
@@ -750,6 +1027,29 @@ impl Store for SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    async fn write_traces(
+        &self,
+        project: &str,
+        batch: Arc<TraceBatch>,
+    ) -> Result<TraceWriteSummary, StoreError> {
+        let writer = Arc::clone(&self.writer);
+        let project = project.to_owned();
+        tokio::task::spawn_blocking(move || write_trace_batch(&mut lock(&writer), &project, &batch))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn flush_pending_traces(
+        &self,
+        cutoff_ms: i64,
+        prices: Arc<PriceTable>,
+    ) -> Result<TraceWriteSummary, StoreError> {
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || flush_pending(&mut lock(&writer), cutoff_ms, &prices))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
     async fn totals(&self, query: TotalsQuery) -> Result<Vec<GroupTotals>, StoreError> {
         self.read(move |conn| query_totals(conn, &query)).await
     }
@@ -764,14 +1064,22 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {REQUEST_COLUMNS} FROM requests WHERE project = ?1 AND request_id = ?2"
             ))?;
-            match stmt
+            let priced = match stmt
                 .query_row(params![project, request_id], row_to_priced)
                 .optional()?
             {
-                None => Ok(None),
-                Some(Ok(priced)) => Ok(Some(StoredRequest { priced })),
-                Some(Err(e)) => Err(StoreError::Corrupt(e)),
-            }
+                None => return Ok(None),
+                Some(Ok(priced)) => priced,
+                Some(Err(e)) => return Err(StoreError::Corrupt(e)),
+            };
+            let scores = conn
+                .prepare_cached(
+                    "SELECT name, value FROM scores WHERE project = ?1 AND request_id = ?2 \
+                     ORDER BY ts_ms, source",
+                )?
+                .query_map(params![project, request_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(Some(StoredRequest { priced, scores }))
         })
         .await
     }
