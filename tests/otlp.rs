@@ -519,3 +519,20 @@ async fn errors_request_ids_and_evaluations() {
     assert_eq!(r["scores"], json!({"relevance": 0.75}));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn pending_spans_survive_a_restart() {
+    let server = start().await;
+    let mut spans = app_trace(11);
+    let root = spans.remove(0);
+    post_pb(&server, &export(spans)).await;
+    let dir = server.stop().await;
+
+    let server = TestServer::start_in(dir, "", ms(NOW)).await;
+    post_pb(&server, &export(vec![root])).await;
+    let r = request(&server, &hex_id(11)).await;
+    assert_eq!(r["stages"]["guardrail"], 100.0);
+    assert_eq!(r["input_tokens"], 1200);
+    assert_usd(&r["cost"], APP_TRACE_COST);
+    server.stop().await;
+}

@@ -443,28 +443,7 @@ pub fn extract_span(
         cache_write_tokens: cache_write.unwrap_or(0),
         reasoning_tokens: reasoning.unwrap_or(0),
     };
-    if usage.cached_input_tokens + usage.cache_write_tokens > usage.input_tokens {
-        let key = s.cached.or(s.cache_write).map_or("", |(_, k, _)| k);
-        return Err(fail(
-            key,
-            format!(
-                "cache read ({}) + cache write ({}) tokens exceed input tokens ({}); \
-                 they are counted inside input tokens",
-                usage.cached_input_tokens, usage.cache_write_tokens, usage.input_tokens
-            ),
-        ));
-    }
-    if usage.reasoning_tokens > usage.output_tokens {
-        let key = s.reasoning.map_or("", |(_, k, _)| k);
-        return Err(fail(
-            key,
-            format!(
-                "reasoning tokens ({}) exceed output tokens ({}); they are counted inside \
-                 output tokens",
-                usage.reasoning_tokens, usage.output_tokens
-            ),
-        ));
-    }
+    let usage = normalise(usage);
     let oi_kind = label(s.oi_kind);
     let is_inference_op = operation
         .as_deref()
@@ -567,6 +546,21 @@ fn classify(
                 .is_some_and(|head| head.eq_ignore_ascii_case(stage))
         })
         .map(|stage| (*stage).to_owned())
+}
+
+/// Brings usage to the record's convention. The GenAI conventions and OpenInference count cache
+/// reads and writes inside the input tokens and reasoning inside the output tokens; some
+/// instrumentations copy a provider's raw numbers instead (Anthropic reports input *without*
+/// cache tokens, Gemini output without thinking tokens). When the parts exceed the whole, the
+/// whole was reported without them: add them.
+pub fn normalise(mut u: SpanUsage) -> SpanUsage {
+    if u.cached_input_tokens + u.cache_write_tokens > u.input_tokens {
+        u.input_tokens += u.cached_input_tokens + u.cache_write_tokens;
+    }
+    if u.reasoning_tokens > u.output_tokens {
+        u.output_tokens += u.reasoning_tokens;
+    }
+    u
 }
 
 fn id64(bytes: &[u8]) -> Option<u64> {
@@ -863,21 +857,43 @@ mod tests {
         assert!(e.message.contains(">= 0"), "{e}");
         assert_eq!(e.span, "0000000000000002");
 
-        let sp = span(
-            "chat",
-            vec![
-                kv("gen_ai.usage.input_tokens", i(10)),
-                kv("gen_ai.usage.cache_read.input_tokens", i(11)),
-            ],
-        );
-        assert_eq!(
-            extract(&sp).unwrap_err().field,
-            "gen_ai.usage.cache_read.input_tokens"
-        );
         let sp = span("chat", vec![kv("gen_ai.usage.output_tokens", s("lots"))]);
         assert_eq!(
             extract(&sp).unwrap_err().field,
             "gen_ai.usage.output_tokens"
+        );
+    }
+
+    #[test]
+    fn usage_reported_without_its_parts_is_normalised() {
+        // Anthropic's raw counts: input 10 excludes 300 cache reads and 50 cache writes.
+        let sp = span(
+            "chat",
+            vec![
+                kv("gen_ai.usage.input_tokens", i(10)),
+                kv("gen_ai.usage.cache_read.input_tokens", i(300)),
+                kv("gen_ai.usage.cache_creation.input_tokens", i(50)),
+                kv("gen_ai.usage.output_tokens", i(20)),
+                kv("gen_ai.usage.reasoning.output_tokens", i(100)),
+            ],
+        );
+        let u = extract(&sp).unwrap().generation.unwrap().usage;
+        assert_eq!(
+            (u.input_tokens, u.cached_input_tokens, u.cache_write_tokens),
+            (360, 300, 50)
+        );
+        assert_eq!((u.output_tokens, u.reasoning_tokens), (120, 100));
+        // The conventional form (parts inside the whole) is kept as sent.
+        let sp = span(
+            "chat",
+            vec![
+                kv("gen_ai.usage.input_tokens", i(400)),
+                kv("gen_ai.usage.cache_read.input_tokens", i(300)),
+            ],
+        );
+        assert_eq!(
+            extract(&sp).unwrap().generation.unwrap().usage.input_tokens,
+            400
         );
     }
 

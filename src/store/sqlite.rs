@@ -589,28 +589,29 @@ fn settle_trace(
 fn write_trace_batch(
     conn: &mut Connection,
     project: &str,
-    batch: &TraceBatch,
+    batch: TraceBatch,
 ) -> Result<TraceWriteSummary, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut summary = TraceWriteSummary::default();
     let mut delta = RollupDelta::default();
     // Fragments of one trace in this batch are merged first: one assembly per trace.
-    let mut by_trace: Vec<(&[u8; 16], Vec<SpanSummary>)> = Vec::new();
-    let mut index: HashMap<&[u8; 16], usize> = HashMap::new();
-    for f in &batch.fragments {
+    let mut by_trace: Vec<([u8; 16], Vec<SpanSummary>)> = Vec::new();
+    let mut index: HashMap<[u8; 16], usize> = HashMap::new();
+    for f in batch.fragments {
         match index.get(&f.trace_id) {
             Some(&i) => {
-                merge_spans(&mut by_trace[i].1, f.spans.clone());
+                merge_spans(&mut by_trace[i].1, f.spans);
             }
             None => {
-                index.insert(&f.trace_id, by_trace.len());
+                index.insert(f.trace_id, by_trace.len());
                 let mut spans = Vec::with_capacity(f.spans.len());
-                merge_spans(&mut spans, f.spans.clone());
-                by_trace.push((&f.trace_id, spans));
+                merge_spans(&mut spans, f.spans);
+                by_trace.push((f.trace_id, spans));
             }
         }
     }
     for (trace_id, spans) in by_trace {
+        let trace_id = &trace_id;
         let row = match load_trace(&tx, project, trace_id)? {
             Some(mut row) => {
                 if !merge_spans(&mut row.spans, spans) {
@@ -1034,7 +1035,9 @@ impl Store for SqliteStore {
     ) -> Result<TraceWriteSummary, StoreError> {
         let writer = Arc::clone(&self.writer);
         let project = project.to_owned();
-        tokio::task::spawn_blocking(move || write_trace_batch(&mut lock(&writer), &project, &batch))
+        // The writer hands over its only reference: spans move into the store, uncopied.
+        let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+        tokio::task::spawn_blocking(move || write_trace_batch(&mut lock(&writer), &project, batch))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }
