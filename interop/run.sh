@@ -4,6 +4,8 @@
 #    stored and compares them with what the HTTP API and the CLI report (rollups and sketches),
 #    after a SIGKILL and a restart.
 #  - promtool (Debian's prometheus package): lints the /metrics exposition.
+#  - interop/otlp.sh: the OpenTelemetry Python SDK and the openai-v2 instrumentation export
+#    traces to llmwatch; the API must show the tokens, cost, stages they imply.
 # Installs what it needs (CI starts from a clean machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,6 +127,19 @@ check "CLI report (server) = API" "$(jq .total_requests <<<"$report")" "$cli_tot
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 cli_local=$("$bin" report daily --date "$day" --db "$work/db.sqlite" --config "$work/llmwatch.toml" --format csv | awk -F, '$2=="model"{s+=$4} END{print s}')
 check "CLI report (local db, csv) = API" "$(jq .total_requests <<<"$report")" "$cli_local"
+
+# OTLP ingest, judged by the OpenTelemetry Python SDK and the openai instrumentation (own script).
+set +e
+bash interop/otlp.sh 2>&1 | tee "$work/otlp.out"
+otlp_status=${PIPESTATUS[0]}
+set -e
+counts=$(sed -n 's/^otlp interop: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$work/otlp.out" | tail -1)
+if [ -n "$counts" ]; then
+  pass=$((pass + ${counts% *})); fail=$((fail + ${counts#* }))
+fi
+if [ "$otlp_status" -ne 0 ] && { [ -z "$counts" ] || [ "${counts#* }" = 0 ]; }; then
+  fail=$((fail + 1)); echo "FAIL interop/otlp.sh exited $otlp_status"
+fi
 
 echo "interop: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -121,12 +121,8 @@ pub fn assemble(
             models.push(model);
         }
         let ts_ms = (spans[i].start_ns / 1_000_000) as i64;
-        // A call that billed no tokens (a failed call) costs nothing, known model or not.
-        let cost = if u.total() == 0 {
-            Some(0)
-        } else {
-            prices.cost(model, ts_ms, &u).map(usd_to_nanos)
-        };
+        // As for events: an unknown model is unpriced even when it billed no tokens.
+        let cost = prices.cost(model, ts_ms, &u).map(usd_to_nanos);
         cost_nanos = cost_nanos.zip(cost).map(|(a, b)| a + b);
         let rank = (cost.unwrap_or(-1), u.total());
         if primary.is_none_or(|(_, c, t)| rank > (c, t)) {
@@ -652,7 +648,11 @@ mod tests {
         assert_eq!(pr.record.request_id, "req-42");
         assert_eq!(pr.record.status, Status::Error);
         assert_eq!(pr.record.error_type.as_deref(), Some("RateLimitError"));
-        assert_eq!(pr.cost_nanos, Some(0), "a failed call billed nothing");
+        assert_eq!(
+            pr.cost_nanos,
+            Some(0),
+            "a failed call to a priced model billed nothing"
+        );
 
         let root = span(1, None, "handle", 0, 100);
         let known = generation(span(2, Some(1), "a", 0, 10), "gpt-4o", 100, 10);
