@@ -536,3 +536,36 @@ async fn pending_spans_survive_a_restart() {
     assert_usd(&r["cost"], APP_TRACE_COST);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_id_arriving_late_moves_the_record() {
+    let server = start().await;
+    post_pb(&server, &export(app_trace(12))).await;
+    assert_eq!(request(&server, &hex_id(12)).await["input_tokens"], 1200);
+
+    // A late span names the request: the record moves to that id, never counted twice.
+    let mut named = span(12, 6, Some(1), "audit", 960.0, 970.0);
+    named.attributes = vec![kv("llmwatch.request_id", s("order-77"))];
+    post_pb(&server, &export(vec![named])).await;
+    assert_eq!(
+        server
+            .get(&format!("/api/v1/requests/{}", hex_id(12)))
+            .await
+            .0,
+        404
+    );
+    let r = request(&server, "order-77").await;
+    assert_eq!(r["stages"]["audit"], 10.0);
+
+    // Later spans still find the trace under its new id.
+    let mut tool = span(12, 7, Some(1), "execute_tool x", 975.0, 985.0);
+    tool.attributes = vec![kv("gen_ai.operation.name", s("execute_tool"))];
+    post_pb(&server, &export(vec![tool])).await;
+    let r = request(&server, "order-77").await;
+    assert_eq!(r["stages"]["tool_execution"], 10.0);
+    assert_eq!(r["stages"]["audit"], 10.0);
+    let cost = cost_report(&server).await;
+    assert_eq!(cost["total_requests"], 1);
+    assert_usd(&cost["total_cost"], APP_TRACE_COST);
+    server.stop().await;
+}

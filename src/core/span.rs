@@ -85,6 +85,7 @@ pub struct SpanSummary {
     /// The configured feature attribute (`[otlp] feature_attribute`), a fallback for `feature`.
     pub feature_fallback: Option<String>,
     pub release: Option<String>,
+    /// Resource `service.name` / `service.version`, kept on roots and model calls only.
     pub service_name: Option<String>,
     pub service_version: Option<String>,
     /// `llmwatch.attr.KEY` attributes, by KEY.
@@ -479,6 +480,8 @@ pub fn extract_span(
     let stage = classify(span, &s, options, operation.as_deref(), oi_kind.as_deref())
         .or_else(|| generation.is_some().then(|| "model_inference".to_owned()));
 
+    // Roots and model calls: the spans a record's feature and release fall back to.
+    let keeps_resource = parent_id.is_none() || generation.is_some();
     let error = span
         .status
         .as_ref()
@@ -486,7 +489,13 @@ pub fn extract_span(
     Ok(SpanSummary {
         span_id,
         parent_id,
-        name: truncate(&span.name, MAX_LABEL_BYTES),
+        // Stored per span: keep only what assembly reads. The name matters only as the stage of
+        // a span no rule recognised; the resource only where labels are looked for first.
+        name: if stage.is_none() {
+            truncate(&span.name, MAX_LABEL_BYTES)
+        } else {
+            String::new()
+        },
         start_ns: span.start_time_unix_nano,
         end_ns: span.end_time_unix_nano,
         error,
@@ -499,8 +508,12 @@ pub fn extract_span(
         feature: label(s.feature),
         feature_fallback: label(s.feature_fallback),
         release: label(s.release),
-        service_name: resource.service_name.clone(),
-        service_version: resource.service_version.clone(),
+        service_name: keeps_resource
+            .then(|| resource.service_name.clone())
+            .flatten(),
+        service_version: keeps_resource
+            .then(|| resource.service_version.clone())
+            .flatten(),
         attributes,
         evaluations,
     })
@@ -954,7 +967,7 @@ mod tests {
             Some("rerank")
         );
         assert_eq!(get("db.query", vec![]).stage, None);
-        let root = get(
+        let mut root_span = span(
             "handle",
             vec![
                 kv("enduser.id", s("u-2")),
@@ -964,6 +977,8 @@ mod tests {
                 kv("llmwatch.request_id", s("req-1")),
             ],
         );
+        root_span.parent_span_id.clear();
+        let root = extract_span(&root_span, &res, &opts).unwrap();
         assert_eq!(root.user_id.as_deref(), Some("u-2"));
         assert_eq!(root.session_id.as_deref(), Some("c-9"));
         assert_eq!(root.feature_fallback.as_deref(), Some("search"));
@@ -975,6 +990,9 @@ mod tests {
         assert_eq!(root.service_name.as_deref(), Some("support-api"));
         assert_eq!(root.service_version.as_deref(), Some("2.1.0"));
         assert!(root.generation.is_none());
+        // Only roots and model calls keep the resource; a recognised stage drops the name.
+        let child = get("guardrail", vec![]);
+        assert_eq!((child.service_name, child.name.as_str()), (None, ""));
     }
 
     #[test]

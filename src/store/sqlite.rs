@@ -23,7 +23,7 @@ use crate::core::rollup::{
     Dimension, PricedRecord, RollupDelta, SERIES_TIERS, SeriesKey, Totals, add_latencies,
 };
 use crate::core::sketch::{SketchSet, merge_encoded};
-use crate::core::span::SpanSummary;
+use crate::core::span::{SpanSummary, hex};
 use crate::core::time::{DAY_MS, HOUR_MS, MINUTE_MS, Source, plan};
 use crate::core::trace::{Assembly, assemble, merge_spans};
 
@@ -357,8 +357,8 @@ fn register_functions(conn: &Connection) -> Result<(), StoreError> {
 
 static INSERT_REQUEST: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO requests (project, {REQUEST_COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24) \
+        "INSERT INTO requests (project, {REQUEST_COLUMNS}, spans) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) \
          ON CONFLICT (project, request_id) DO NOTHING"
     )
 });
@@ -367,13 +367,14 @@ static SELECT_REQUEST: LazyLock<String> = LazyLock::new(|| {
 });
 const DELETE_REQUEST: &str = "DELETE FROM requests WHERE project = ?1 AND request_id = ?2";
 
-/// Stores one record: a record whose request_id is already stored replaces it, in raw rows and
-/// in every rollup (through `delta`), so a retried request is never counted twice. Returns
-/// whether it replaced one.
+/// Stores one record (with the encoded spans of its trace, if it came from one): a record whose
+/// request_id is already stored replaces it, in raw rows and in every rollup (through `delta`),
+/// so a retried request is never counted twice. Returns whether it replaced one.
 fn put_record(
     tx: &rusqlite::Transaction<'_>,
     project: &str,
     pr: &PricedRecord,
+    spans: Option<&[u8]>,
     delta: &mut RollupDelta,
 ) -> Result<bool, StoreError> {
     let r = &pr.record;
@@ -404,6 +405,7 @@ fn put_record(
         r.input,
         r.output,
         r.unaccounted_ms(),
+        spans,
     ];
     let mut insert = tx.prepare_cached(&INSERT_REQUEST)?;
     if insert.execute(params)? > 0 {
@@ -443,7 +445,7 @@ fn write_batch(
     let mut summary = WriteSummary::default();
     let mut delta = RollupDelta::default();
     for (index, pr) in batch.iter().enumerate() {
-        if put_record(&tx, project, pr, &mut delta)? {
+        if put_record(&tx, project, pr, None, &mut delta)? {
             summary.replaced.push(index);
         } else {
             summary.inserted += 1;
@@ -471,43 +473,83 @@ fn decode_spans(bytes: &[u8]) -> Result<Vec<SpanSummary>, StoreError> {
     }
 }
 
-/// A stored trace row.
+/// What is stored of a trace.
 struct TraceRow {
     spans: Vec<SpanSummary>,
+    /// The record the trace became, if any.
     request_id: Option<String>,
+    /// The trace has a row in `otlp_traces` (pending, or recorded under another id).
+    listed: bool,
     pending_since_ms: Option<i64>,
 }
 
+/// Finds a trace: pending or recorded under another id (`otlp_traces`), else recorded under its
+/// hex id with its spans in the request row.
 fn load_trace(
     tx: &rusqlite::Transaction<'_>,
     project: &str,
     trace_id: &[u8; 16],
 ) -> Result<Option<TraceRow>, StoreError> {
-    let row = tx
+    let listed = tx
         .prepare_cached(
             "SELECT spans, request_id, pending_since_ms FROM otlp_traces \
              WHERE project = ?1 AND trace_id = ?2",
         )?
         .query_row(params![project, &trace_id[..]], |r| {
             Ok((
-                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Option<Vec<u8>>>(0)?,
                 r.get::<_, Option<String>>(1)?,
                 r.get::<_, Option<i64>>(2)?,
             ))
         })
         .optional()?;
-    row.map(|(blob, request_id, pending_since_ms)| {
-        Ok(TraceRow {
+    let (pending_spans, request_id, pending_since_ms) = match listed {
+        Some(row) => (row.0, row.1, row.2),
+        None => (None, None, None),
+    };
+    if let Some(blob) = pending_spans {
+        return Ok(Some(TraceRow {
             spans: decode_spans(&blob)?,
             request_id,
+            listed: true,
             pending_since_ms,
-        })
+        }));
+    }
+    let id = request_id.clone().unwrap_or_else(|| hex(trace_id));
+    let recorded: Option<Option<Vec<u8>>> = tx
+        .prepare_cached("SELECT spans FROM requests WHERE project = ?1 AND request_id = ?2")?
+        .query_row(params![project, id], |r| r.get(0))
+        .optional()?;
+    Ok(match recorded {
+        // A record of this id from a trace: its spans.
+        Some(Some(blob)) => Some(TraceRow {
+            spans: decode_spans(&blob)?,
+            request_id: Some(id),
+            listed: request_id.is_some(),
+            pending_since_ms: None,
+        }),
+        // Nothing, or a record of this id sent as an event: the trace starts afresh (and
+        // replaces that record once complete).
+        _ if request_id.is_some() => Some(TraceRow {
+            spans: Vec::new(),
+            request_id,
+            listed: true,
+            pending_since_ms: None,
+        }),
+        _ => None,
     })
-    .transpose()
 }
 
+const DELETE_TRACE: &str = "DELETE FROM otlp_traces WHERE project = ?1 AND trace_id = ?2";
+const UPSERT_TRACE: &str = "INSERT INTO otlp_traces (project, trace_id, spans, span_count, \
+     request_id, pending_since_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+     ON CONFLICT (project, trace_id) DO UPDATE SET spans = excluded.spans, \
+     span_count = excluded.span_count, request_id = excluded.request_id, \
+     pending_since_ms = excluded.pending_since_ms, updated_ms = excluded.updated_ms";
+
 /// Re-assembles one trace after its spans changed (or its grace period ended) and stores the
-/// outcome: the record (replacing the trace's earlier one), the trace row, and its scores.
+/// outcome: the record with its spans (replacing the trace's earlier record), the trace's
+/// listing, and its scores.
 #[allow(clippy::too_many_arguments)]
 fn settle_trace(
     tx: &rusqlite::Transaction<'_>,
@@ -520,21 +562,22 @@ fn settle_trace(
     delta: &mut RollupDelta,
     summary: &mut TraceWriteSummary,
 ) -> Result<(), StoreError> {
-    let assembly = assemble(trace_id, &row.spans, force, prices);
-    let (request_id, pending_since) = match assembly {
+    let blob = encode_spans(&row.spans)?;
+    match assemble(trace_id, &row.spans, force, prices) {
         Assembly::Record {
             priced,
             evaluations,
         } => {
-            // The trace's record may have been stored under another id (an id attribute that
-            // arrived later): remove that one first.
+            let id = priced.record.request_id.as_str();
+            // The trace's record may be stored under another id (an id attribute that arrived
+            // later): remove that one first.
             if let Some(old_id) = row.request_id.as_deref()
-                && old_id != priced.record.request_id
+                && old_id != id
                 && let Some(old) = take_record(tx, project, old_id)?
             {
                 delta.remove(&old);
             }
-            if put_record(tx, project, &priced, delta)? {
+            if put_record(tx, project, &priced, Some(&blob), delta)? {
                 summary.updated_records += 1;
             } else {
                 summary.new_records.push((*priced).clone());
@@ -548,41 +591,48 @@ fn settle_trace(
             for e in &evaluations {
                 put_score.execute(params![
                     project,
-                    priced.record.request_id,
+                    id,
                     e.name,
                     e.score,
                     priced.record.timestamp_ms
                 ])?;
             }
-            (Some(priced.record.request_id), None)
+            // Found again by its hex id, or listed with the id it has.
+            if id == hex(trace_id) {
+                if row.listed {
+                    tx.prepare_cached(DELETE_TRACE)?
+                        .execute(params![project, &trace_id[..]])?;
+                }
+            } else {
+                tx.prepare_cached(UPSERT_TRACE)?.execute(params![
+                    project,
+                    &trace_id[..],
+                    None::<Vec<u8>>,
+                    row.spans.len() as i64,
+                    id,
+                    None::<i64>,
+                    now_ms
+                ])?;
+            }
         }
         Assembly::NotLlm => {
-            tx.prepare_cached("DELETE FROM otlp_traces WHERE project = ?1 AND trace_id = ?2")?
+            tx.prepare_cached(DELETE_TRACE)?
                 .execute(params![project, &trace_id[..]])?;
             summary.dropped_traces += 1;
-            return Ok(());
         }
         Assembly::Pending => {
             summary.pending_traces += 1;
-            (row.request_id, Some(row.pending_since_ms.unwrap_or(now_ms)))
+            tx.prepare_cached(UPSERT_TRACE)?.execute(params![
+                project,
+                &trace_id[..],
+                blob,
+                row.spans.len() as i64,
+                row.request_id,
+                row.pending_since_ms.unwrap_or(now_ms),
+                now_ms
+            ])?;
         }
-    };
-    tx.prepare_cached(
-        "INSERT INTO otlp_traces (project, trace_id, spans, span_count, request_id, \
-         pending_since_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-         ON CONFLICT (project, trace_id) DO UPDATE SET spans = excluded.spans, \
-         span_count = excluded.span_count, request_id = excluded.request_id, \
-         pending_since_ms = excluded.pending_since_ms, updated_ms = excluded.updated_ms",
-    )?
-    .execute(params![
-        project,
-        &trace_id[..],
-        encode_spans(&row.spans)?,
-        row.spans.len() as i64,
-        request_id,
-        pending_since,
-        now_ms
-    ])?;
+    }
     Ok(())
 }
 
@@ -622,6 +672,7 @@ fn write_trace_batch(
             None => TraceRow {
                 spans,
                 request_id: None,
+                listed: false,
                 pending_since_ms: None,
             },
         };

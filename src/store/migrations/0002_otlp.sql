@@ -1,16 +1,21 @@
--- OTLP traces being (or already) assembled into request records. `spans` holds the summaries
--- of every span received for the trace (core::span::SpanSummary, encoded by store::sqlite), so
--- spans arriving later, in any order, re-assemble the same record.
+-- OTLP traces. Every span received for a trace is kept (core::span::SpanSummary lists, encoded
+-- by store::sqlite), so spans arriving later, in any order, re-assemble the same record.
+-- The spans of a trace that became a record live in its request row (`requests.spans`); the
+-- trace is then found by its request id (the hex trace id). `otlp_traces` holds the traces
+-- still pending (no root span yet: `spans`, `pending_since_ms`) and the traces recorded under
+-- another id (`llmwatch.request_id`: `request_id`).
+ALTER TABLE requests ADD COLUMN spans BLOB;
+
 CREATE TABLE otlp_traces (
     project          TEXT    NOT NULL,
     trace_id         BLOB    NOT NULL,            -- 16 bytes
-    spans            BLOB    NOT NULL,
+    spans            BLOB,                        -- while pending
     span_count       INTEGER NOT NULL,
-    request_id       TEXT,                        -- the record it became; NULL while pending
+    request_id       TEXT,                        -- the record it became, when not the hex trace id
     pending_since_ms INTEGER,                     -- first arrival while pending, else NULL
-    updated_ms       INTEGER NOT NULL,
-    PRIMARY KEY (project, trace_id)
-) WITHOUT ROWID;
+    updated_ms       INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX otlp_traces_by_id ON otlp_traces (project, trace_id);
 CREATE INDEX otlp_traces_pending ON otlp_traces (pending_since_ms)
     WHERE pending_since_ms IS NOT NULL;
 
