@@ -12,10 +12,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::api::Clock;
+use crate::core::metric::MetricPoint;
 use crate::core::pricing::PriceTable;
 use crate::core::rollup::PricedRecord;
 use crate::metrics::Metrics;
-use crate::store::{Store, TraceBatch, TraceFragment, TraceWriteSummary};
+use crate::store::{MetricBatch, Store, TraceBatch, TraceFragment, TraceWriteSummary};
 
 /// Most records (or spans) committed in one transaction: bounds the writer's memory and
 /// commit latency.
@@ -29,6 +30,10 @@ enum Payload {
         fragments: Vec<TraceFragment>,
         received_ms: i64,
     },
+    Metrics {
+        points: Vec<MetricPoint>,
+        received_ms: i64,
+    },
 }
 
 impl Payload {
@@ -36,15 +41,12 @@ impl Payload {
         match self {
             Payload::Records(r) => r.len(),
             Payload::Traces { fragments, .. } => fragments.iter().map(|f| f.spans.len()).sum(),
+            Payload::Metrics { points, .. } => points.len(),
         }
     }
 
     fn same_kind(&self, other: &Payload) -> bool {
-        matches!(
-            (self, other),
-            (Payload::Records(_), Payload::Records(_))
-                | (Payload::Traces { .. }, Payload::Traces { .. })
-        )
+        std::mem::discriminant(self) == std::mem::discriminant(other)
     }
 }
 
@@ -123,6 +125,26 @@ impl Writer {
             project,
             Payload::Traces {
                 fragments,
+                received_ms,
+            },
+        )
+        .await
+    }
+
+    /// Queues GenAI metric points and waits until they are folded into the rollups.
+    pub async fn submit_metrics(
+        &self,
+        project: &str,
+        points: Vec<MetricPoint>,
+        received_ms: i64,
+    ) -> Result<(), SubmitError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        self.send(
+            project,
+            Payload::Metrics {
+                points,
                 received_ms,
             },
         )
@@ -217,7 +239,7 @@ async fn commit(
                 .iter_mut()
                 .flat_map(|job| match &mut job.payload {
                     Payload::Records(r) => std::mem::take(r),
-                    Payload::Traces { .. } => Vec::new(),
+                    _ => Vec::new(),
                 })
                 .collect();
             let batch = Arc::new(batch);
@@ -239,7 +261,7 @@ async fn commit(
                 .iter_mut()
                 .flat_map(|job| match &mut job.payload {
                     Payload::Traces { fragments, .. } => std::mem::take(fragments),
-                    Payload::Records(_) => Vec::new(),
+                    _ => Vec::new(),
                 })
                 .collect();
             let batch = Arc::new(TraceBatch {
@@ -252,6 +274,31 @@ async fn commit(
                 .await
                 .map_err(|e| e.to_string())?;
             observe_traces(metrics, &summary);
+        }
+        Payload::Metrics { received_ms, .. } => {
+            let received_ms = *received_ms;
+            let points = group
+                .iter_mut()
+                .flat_map(|job| match &mut job.payload {
+                    Payload::Metrics { points, .. } => std::mem::take(points),
+                    _ => Vec::new(),
+                })
+                .collect();
+            let batch = Arc::new(MetricBatch {
+                points,
+                prices: Arc::clone(&options.prices),
+                received_ms,
+            });
+            let summary = store
+                .write_metrics(project, batch)
+                .await
+                .map_err(|e| e.to_string())?;
+            if summary.traced > 0 {
+                tracing::debug!(
+                    points = summary.traced,
+                    "metrics of services that send traces ignored"
+                );
+            }
         }
     }
     Ok(())

@@ -569,3 +569,167 @@ async fn a_request_id_arriving_late_moves_the_record() {
     assert_usd(&cost["total_cost"], APP_TRACE_COST);
     server.stop().await;
 }
+
+mod metrics {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        AggregationTemporality, Histogram, HistogramDataPoint, Metric, ResourceMetrics,
+        ScopeMetrics,
+    };
+
+    fn hist(name: &str, unit: &str, points: Vec<HistogramDataPoint>) -> Metric {
+        Metric {
+            name: name.into(),
+            unit: unit.into(),
+            data: Some(Data::Histogram(Histogram {
+                data_points: points,
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn point(token_type: Option<&str>, count: u64, sum: f64, after_ms: f64) -> HistogramDataPoint {
+        let mut attributes = vec![
+            kv("gen_ai.operation.name", s("chat")),
+            kv("gen_ai.request.model", s("gpt-4o")),
+        ];
+        if let Some(t) = token_type {
+            attributes.push(kv("gen_ai.token.type", s(t)));
+        }
+        HistogramDataPoint {
+            attributes,
+            start_time_unix_nano: at(0.0),
+            time_unix_nano: at(after_ms),
+            count,
+            sum: Some(sum),
+            ..Default::default()
+        }
+    }
+
+    /// One export of an app's cumulative GenAI client metrics so far.
+    fn export(
+        service: &str,
+        ops: u64,
+        seconds: f64,
+        input: f64,
+        output: f64,
+        after_ms: f64,
+    ) -> Vec<u8> {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", s(service))],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![
+                        hist(
+                            "gen_ai.client.operation.duration",
+                            "s",
+                            vec![point(None, ops, seconds, after_ms)],
+                        ),
+                        hist(
+                            "gen_ai.client.token.usage",
+                            "{token}",
+                            vec![
+                                point(Some("input"), ops, input, after_ms),
+                                point(Some("output"), ops, output, after_ms),
+                            ],
+                        ),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    async fn post(server: &TestServer, body: Vec<u8>) {
+        let (status, _, resp) = server.post_raw("/v1/metrics", &[PROTOBUF], body).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+        let resp = ExportMetricsServiceResponse::decode(resp.as_slice()).unwrap();
+        assert_eq!(resp.partial_success, None);
+    }
+
+    #[tokio::test]
+    async fn metrics_only_apps_are_counted_once_per_point() {
+        let server = start().await;
+        post(&server, export("faq-bot", 3, 1.5, 900.0, 120.0, 1000.0)).await;
+        // gpt-4o: 900 x $2.50 + 120 x $10, per million tokens (hand-computed).
+        let first = (900.0 * 2.5 + 120.0 * 10.0) / 1e6;
+        let c = cost_report(&server).await;
+        assert_eq!(c["total_requests"], 3);
+        assert_usd(&c["total_cost"], first);
+        assert_eq!(c["total_tokens"], 1020);
+
+        // The same export again (an exporter retry) adds nothing.
+        post(&server, export("faq-bot", 3, 1.5, 900.0, 120.0, 1000.0)).await;
+        assert_eq!(cost_report(&server).await["total_requests"], 3);
+
+        // The next cumulative export adds its difference.
+        post(&server, export("faq-bot", 5, 2.5, 1500.0, 200.0, 61_000.0)).await;
+        let c = cost_report(&server).await;
+        assert_eq!(c["total_requests"], 5);
+        assert_eq!(c["total_tokens"], 1700);
+        assert_usd(&c["total_cost"], (1500.0 * 2.5 + 200.0 * 10.0) / 1e6);
+        assert_eq!(c["groups"][0]["key"], "gpt-4o");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn metrics_of_a_service_that_sends_traces_are_ignored() {
+        let server = start().await;
+        // app_trace's resource is service "support-api".
+        post_pb(&server, &super::export(app_trace(20))).await;
+        post(
+            &server,
+            export("support-api", 1, 0.8, 1200.0, 300.0, 1000.0),
+        )
+        .await;
+        let c = cost_report(&server).await;
+        assert_eq!(c["total_requests"], 1);
+        assert_usd(&c["total_cost"], APP_TRACE_COST);
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn unusable_points_are_counted() {
+        let server = start().await;
+        let mut body = ExportMetricsServiceRequest::decode(
+            export("faq-bot", 1, 0.5, 10.0, 5.0, 1000.0).as_slice(),
+        )
+        .unwrap();
+        let Some(Data::Histogram(h)) =
+            &mut body.resource_metrics[0].scope_metrics[0].metrics[1].data
+        else {
+            panic!()
+        };
+        h.data_points[0].sum = Some(-3.0);
+        let (status, _, resp) = server
+            .post_raw("/v1/metrics", &[PROTOBUF], body.encode_to_vec())
+            .await;
+        assert_eq!(status, 200);
+        let ps = ExportMetricsServiceResponse::decode(resp.as_slice())
+            .unwrap()
+            .partial_success
+            .unwrap();
+        assert_eq!(ps.rejected_data_points, 1);
+        assert!(
+            ps.error_message.contains("gen_ai.client.token.usage"),
+            "{}",
+            ps.error_message
+        );
+        let c = cost_report(&server).await;
+        assert_eq!(
+            (c["total_requests"].as_i64(), c["total_tokens"].as_i64()),
+            (Some(1), Some(5))
+        );
+        server.stop().await;
+    }
+}

@@ -1,4 +1,4 @@
-//! `POST /v1/traces`: OTLP/HTTP trace export (protobuf or JSON, optionally gzip), answered in
+//! `POST /v1/traces` (and `POST /v1/metrics`, below): OTLP/HTTP trace export (protobuf or JSON, optionally gzip), answered in
 //! the request's content type. Spans are read into summaries, grouped by trace and handed to
 //! the writer, which assembles each complete trace into a request record. Spans that cannot be
 //! read are counted in `partial_success`; the rest are stored.
@@ -12,6 +12,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -19,11 +22,14 @@ use prost::Message;
 
 use super::{ApiError, AppState, read_body};
 use crate::config::OtlpConfig;
+use crate::core::metric::read_points;
 use crate::core::span::{ExtractOptions, ResourceFacts, SpanError, extract_span, trace_id_of};
 use crate::store::{DEFAULT_PROJECT, TraceFragment};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/traces", post(export_traces))
+    Router::new()
+        .route("/v1/traces", post(export_traces))
+        .route("/v1/metrics", post(export_metrics))
 }
 
 /// The two OTLP/HTTP encodings.
@@ -156,13 +162,15 @@ fn gunzip(compressed: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Decodes the body of an export request (decompressed per `Content-Encoding`).
-fn decode(
+/// Decodes the body of an export request (decompressed per `Content-Encoding`); `what` names
+/// the message in errors.
+fn decode<M: Message + Default + serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     encoding: Encoding,
     raw: Bytes,
     limit: usize,
-) -> Result<ExportTraceServiceRequest, OtlpError> {
+    what: &str,
+) -> Result<M, OtlpError> {
     let content_encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -195,16 +203,13 @@ fn decode(
         }
     };
     match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| {
-            OtlpError::bad_request(
-                encoding,
-                format!("body is not a valid ExportTraceServiceRequest: {e}"),
-            )
+        Encoding::Protobuf => M::decode(body).map_err(|e| {
+            OtlpError::bad_request(encoding, format!("body is not a valid {what}: {e}"))
         }),
         Encoding::Json => serde_json::from_slice(&body).map_err(|e| {
             OtlpError::bad_request(
                 encoding,
-                format!("body is not a valid OTLP/JSON ExportTraceServiceRequest: {e}"),
+                format!("body is not a valid OTLP/JSON {what}: {e}"),
             )
         }),
     }
@@ -256,11 +261,11 @@ pub fn read_spans(request: &ExportTraceServiceRequest, options: &ExtractOptions)
     out
 }
 
-/// The `partial_success` message: how many spans were rejected and why (the first few).
-fn rejection_message(rejected: &[SpanError]) -> String {
+/// The `partial_success` message: how many items were rejected and why (the first few).
+fn rejection_message(item: &str, rejected: &[impl std::fmt::Display]) -> String {
     const SHOWN: usize = 5;
     let mut msg = format!(
-        "{} span(s) rejected: {}",
+        "{} {item}(s) rejected: {}",
         rejected.len(),
         rejected
             .iter()
@@ -285,7 +290,13 @@ async fn export_traces(
     let raw = read_body(&headers, body, otlp.max_body_bytes)
         .await
         .map_err(|e| OtlpError::from_api(encoding, e))?;
-    let request = decode(&headers, encoding, raw, otlp.max_body_bytes)?;
+    let request: ExportTraceServiceRequest = decode(
+        &headers,
+        encoding,
+        raw,
+        otlp.max_body_bytes,
+        "ExportTraceServiceRequest",
+    )?;
     let ReadSpans {
         fragments,
         rejected,
@@ -303,12 +314,20 @@ async fn export_traces(
     let response = ExportTraceServiceResponse {
         partial_success: (!rejected.is_empty()).then(|| ExportTracePartialSuccess {
             rejected_spans: rejected.len() as i64,
-            error_message: rejection_message(&rejected),
+            error_message: rejection_message("span", &rejected),
         }),
     };
+    respond(encoding, &response)
+}
+
+/// A 200 with an export response in the request's encoding.
+fn respond<M: Message + serde::Serialize>(
+    encoding: Encoding,
+    response: &M,
+) -> Result<Response, OtlpError> {
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
-        Encoding::Json => serde_json::to_vec(&response).map_err(|e| OtlpError {
+        Encoding::Json => serde_json::to_vec(response).map_err(|e| OtlpError {
             encoding,
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: e.to_string(),
@@ -321,6 +340,41 @@ async fn export_traces(
         body,
     )
         .into_response())
+}
+
+/// `POST /v1/metrics`: the GenAI client metrics of applications that send no traces, folded
+/// into the rollups; other metrics are accepted and ignored.
+async fn export_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, OtlpError> {
+    let encoding = encoding_of(&headers)?;
+    let otlp: &OtlpConfig = &state.config.otlp;
+    let raw = read_body(&headers, body, otlp.max_body_bytes)
+        .await
+        .map_err(|e| OtlpError::from_api(encoding, e))?;
+    let request: ExportMetricsServiceRequest = decode(
+        &headers,
+        encoding,
+        raw,
+        otlp.max_body_bytes,
+        "ExportMetricsServiceRequest",
+    )?;
+    let (points, rejected) = read_points(&request);
+    drop(request);
+    state
+        .writer
+        .submit_metrics(DEFAULT_PROJECT, points, (state.clock)())
+        .await
+        .map_err(|e| OtlpError::from_api(encoding, e.into()))?;
+    let response = ExportMetricsServiceResponse {
+        partial_success: (!rejected.is_empty()).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: rejected.len() as i64,
+            error_message: rejection_message("data point", &rejected),
+        }),
+    };
+    respond(encoding, &response)
 }
 
 #[cfg(test)]
@@ -367,7 +421,7 @@ mod tests {
                 message: "token count must be >= 0, got -1".into(),
             })
             .collect();
-        let m = rejection_message(&errs);
+        let m = rejection_message("span", &errs);
         assert!(
             m.starts_with("7 span(s) rejected: span 0000000000000000: gen_ai.usage.input_tokens"),
             "{m}"

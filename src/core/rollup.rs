@@ -334,6 +334,42 @@ impl RollupDelta {
         self.fold(new, false, mode);
     }
 
+    /// Adds totals that come from no record (aggregated metrics): counters only, no latency
+    /// sketches, no user.
+    pub fn add_aggregate(
+        &mut self,
+        ts_ms: i64,
+        model: &str,
+        feature: Option<&str>,
+        release: Option<&str>,
+        error_type: Option<&str>,
+        t: &Totals,
+    ) {
+        let key = |width: i64| SeriesKey {
+            bucket_ms: bucket_start(ts_ms, width),
+            model: model.to_owned(),
+            feature: feature.unwrap_or_default().to_owned(),
+            release: release.unwrap_or_default().to_owned(),
+        };
+        for (width, map) in SERIES_TIERS.iter().zip(self.series.iter_mut()) {
+            map.entry(key(*width)).or_default().totals.add(t);
+        }
+        if t.errors != 0 {
+            for (width, map) in ERROR_TIERS.iter().zip(self.errors.iter_mut()) {
+                let k = ErrorKey {
+                    series: key(*width),
+                    error_type: error_type.unwrap_or_default().to_owned(),
+                };
+                map.entry(k).or_default().add(t);
+            }
+        }
+        let k = UserKey {
+            bucket_ms: bucket_start(ts_ms, HOUR_MS),
+            user_id: String::new(),
+        };
+        self.user_hour.entry(k).or_default().add(t);
+    }
+
     /// Removes a deleted record (its bucket's sketches are rebuilt from the remaining rows).
     pub fn remove(&mut self, old: &PricedRecord) {
         self.fold(old, true, Latencies::Rebuild);

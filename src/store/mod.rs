@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::core::metric::MetricPoint;
 use crate::core::pricing::PriceTable;
 use crate::core::rollup::{Dimension, PricedRecord, Scope, Totals};
 use crate::core::sketch::SketchSet;
@@ -78,6 +79,28 @@ pub struct TraceWriteSummary {
     /// Traces dropped at the end of their grace period: no span was a model call.
     pub dropped_traces: usize,
 }
+
+/// GenAI metric data points to fold into the rollups.
+#[derive(Debug, Clone)]
+pub struct MetricBatch {
+    pub points: Vec<MetricPoint>,
+    pub prices: Arc<PriceTable>,
+    pub received_ms: i64,
+}
+
+/// What folding metric points did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricWriteSummary {
+    /// Points that added to the rollups.
+    pub applied: usize,
+    /// Points re-sent or older than their stream's last point: nothing added.
+    pub stale: usize,
+    /// Points of services that also send traces (their requests are counted from the traces).
+    pub traced: usize,
+}
+
+/// How long a service counts as sending traces after its last trace.
+pub const TRACED_SERVICE_MS: i64 = 24 * 3_600_000;
 
 /// Totals over a range, optionally restricted, grouped by a label and bucketed in time.
 #[derive(Debug, Clone)]
@@ -150,6 +173,14 @@ pub trait Store: Send + Sync + 'static {
         cutoff_ms: i64,
         prices: Arc<PriceTable>,
     ) -> Result<TraceWriteSummary, StoreError>;
+
+    /// Folds GenAI metric points into the rollups (cumulative streams as deltas against their
+    /// stored last point). Returns once durably committed.
+    async fn write_metrics(
+        &self,
+        project: &str,
+        batch: Arc<MetricBatch>,
+    ) -> Result<MetricWriteSummary, StoreError>;
 
     /// Totals per group (and bucket) over a range. Groups with no requests are omitted.
     async fn totals(&self, query: TotalsQuery) -> Result<Vec<GroupTotals>, StoreError>;

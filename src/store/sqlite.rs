@@ -13,10 +13,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 
 use super::{
-    GroupTotals, Store, StoreError, StoredRequest, TotalsQuery, TraceBatch, TraceWriteSummary,
-    WriteSummary,
+    GroupTotals, MetricBatch, MetricWriteSummary, Store, StoreError, StoredRequest,
+    TRACED_SERVICE_MS, TotalsQuery, TraceBatch, TraceWriteSummary, WriteSummary,
 };
 use crate::config::Durability;
+use crate::core::metric::{StreamState, contribution, delta as metric_delta};
 use crate::core::pricing::PriceTable;
 use crate::core::record::{Record, Status, Usage};
 use crate::core::rollup::{
@@ -660,6 +661,24 @@ fn write_trace_batch(
             }
         }
     }
+    // Services sending traces: their GenAI metrics would count the same requests twice.
+    let mut services: Vec<&str> = Vec::new();
+    for (_, spans) in &by_trace {
+        for name in spans.iter().filter_map(|s| s.service_name.as_deref()) {
+            if !services.contains(&name) {
+                services.push(name);
+            }
+        }
+    }
+    let mut seen = tx.prepare_cached(
+        "INSERT INTO otlp_services (project, service, last_trace_ms) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (project, service) DO UPDATE SET last_trace_ms = \
+         MAX(last_trace_ms, excluded.last_trace_ms)",
+    )?;
+    for name in services {
+        seen.execute(params![project, name, batch.received_ms])?;
+    }
+    drop(seen);
     for (trace_id, spans) in by_trace {
         let trace_id = &trace_id;
         let row = match load_trace(&tx, project, trace_id)? {
@@ -689,6 +708,78 @@ fn write_trace_batch(
         )?;
     }
     delta.finish();
+    apply_delta(&tx, project, &delta)?;
+    tx.commit()?;
+    Ok(summary)
+}
+
+fn write_metric_batch(
+    conn: &mut Connection,
+    project: &str,
+    batch: &MetricBatch,
+) -> Result<MetricWriteSummary, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut summary = MetricWriteSummary::default();
+    let mut delta = RollupDelta::default();
+    {
+        let mut traced = tx.prepare_cached(
+            "SELECT 1 FROM otlp_services WHERE project = ?1 AND service = ?2 AND last_trace_ms >= ?3",
+        )?;
+        let mut load = tx.prepare_cached(
+            "SELECT start_ns, time_ns, count, sum FROM otlp_metric_streams \
+             WHERE project = ?1 AND stream = ?2",
+        )?;
+        let mut save = tx.prepare_cached(
+            "INSERT INTO otlp_metric_streams (project, stream, start_ns, time_ns, count, sum) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (project, stream) DO UPDATE SET \
+             start_ns = excluded.start_ns, time_ns = excluded.time_ns, count = excluded.count, \
+             sum = excluded.sum",
+        )?;
+        for p in &batch.points {
+            if let Some(service) = &p.service
+                && traced.exists(params![
+                    project,
+                    service,
+                    batch.received_ms - TRACED_SERVICE_MS
+                ])?
+            {
+                summary.traced += 1;
+                continue;
+            }
+            let prev = load
+                .query_row(params![project, p.stream], |r| {
+                    Ok(StreamState {
+                        start_ns: r.get::<_, i64>(0)? as u64,
+                        time_ns: r.get::<_, i64>(1)? as u64,
+                        count: r.get::<_, i64>(2)? as u64,
+                        sum: r.get(3)?,
+                    })
+                })
+                .optional()?;
+            let Some((count, sum)) = metric_delta(prev.as_ref(), p) else {
+                summary.stale += 1;
+                continue;
+            };
+            save.execute(params![
+                project,
+                p.stream,
+                p.start_ns as i64,
+                p.time_ns as i64,
+                p.count as i64,
+                p.sum
+            ])?;
+            let t = contribution(p, count, sum, &batch.prices);
+            delta.add_aggregate(
+                (p.time_ns / 1_000_000) as i64,
+                &p.model,
+                p.feature.as_deref(),
+                p.release.as_deref(),
+                p.error_type.as_deref(),
+                &t,
+            );
+            summary.applied += 1;
+        }
+    }
     apply_delta(&tx, project, &delta)?;
     tx.commit()?;
     Ok(summary)
@@ -1091,6 +1182,20 @@ impl Store for SqliteStore {
         tokio::task::spawn_blocking(move || write_trace_batch(&mut lock(&writer), &project, batch))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn write_metrics(
+        &self,
+        project: &str,
+        batch: Arc<MetricBatch>,
+    ) -> Result<MetricWriteSummary, StoreError> {
+        let writer = Arc::clone(&self.writer);
+        let project = project.to_owned();
+        tokio::task::spawn_blocking(move || {
+            write_metric_batch(&mut lock(&writer), &project, &batch)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn flush_pending_traces(

@@ -30,3 +30,23 @@ CREATE TABLE scores (
     ts_ms      INTEGER NOT NULL,
     PRIMARY KEY (project, request_id, name, source)
 ) WITHOUT ROWID;
+
+-- OTLP metric streams (gen_ai.client.* histograms): the last point of each cumulative stream,
+-- so the next point adds only its difference.
+CREATE TABLE otlp_metric_streams (
+    project  TEXT    NOT NULL,
+    stream   TEXT    NOT NULL,   -- resource, metric name and attributes
+    start_ns INTEGER NOT NULL,
+    time_ns  INTEGER NOT NULL,
+    count    INTEGER NOT NULL,
+    sum      REAL    NOT NULL,
+    PRIMARY KEY (project, stream)
+) WITHOUT ROWID;
+
+-- Services that send traces: their metrics would count the same requests twice and are ignored.
+CREATE TABLE otlp_services (
+    project       TEXT    NOT NULL,
+    service       TEXT    NOT NULL,
+    last_trace_ms INTEGER NOT NULL,
+    PRIMARY KEY (project, service)
+) WITHOUT ROWID;
