@@ -8,6 +8,9 @@
 #    Plus back-pressure: 24 concurrent exporters against a server with writer_queue = 1 (503s
 #    with Retry-After, retried by the exporter; every trace recorded once).
 #  - curl: hand-written OTLP/JSON (plain and gzip) and malformed bodies.
+#  - otlp_metrics.py: the SDK's metric exporter sending gen_ai.client.* histograms (POST
+#    /v1/metrics) for an app without traces: requests, tokens, cost, errors; re-exports of the
+#    same cumulative state counted once.
 # Expected values are computed from what was sent and a hand-written copy of data/prices.toml.
 # Makes its own virtualenv (cached under target/, keyed by requirements-otlp.txt; OTLP_VENV=DIR
 # overrides). Needs python3 (with venv), curl, jq, gzip.
@@ -165,6 +168,10 @@ judge "otlp_sdk.py (burst)" "$py" interop/otlp_sdk.py --url "http://127.0.0.1:$b
 for _ in $(seq 50); do [ -s "$work/standin.port" ] && break; sleep 0.1; done
 judge "otlp_openai.py" "$py" interop/otlp_openai.py --url "$url" \
   --standin "http://127.0.0.1:$(cat "$work/standin.port")/v1"
+
+# 4. Metrics only: the SDK's MeterProvider + OTLP/HTTP metric exporter (cumulative), a fresh
+#    service name so its points are not ignored as those of a service that sends traces.
+judge "otlp_metrics.py" "$py" interop/otlp_metrics.py --url "$url"
 
 echo "otlp interop: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
