@@ -1,5 +1,7 @@
 //! The single writer: ingest handlers submit batches to a bounded queue; one task drains it,
-//! commits everything waiting in one transaction (group commit), then acknowledges each batch.
+//! commits everything waiting in one transaction (group commit), and a second task
+//! acknowledges each batch once an fsync has made it durable (the writer meanwhile commits the
+//! next group).
 //! A full queue is reported at once (the caller answers 503), never buffered without bound.
 //!
 //! The same task settles OTLP traces whose root span never came: every tick it turns traces
@@ -176,11 +178,46 @@ fn flush_interval(grace_ms: i64) -> Duration {
     Duration::from_millis((grace_ms / 10).clamp(100, 1000) as u64)
 }
 
+/// Acknowledgements of committed batches, waiting for the fsync that makes them durable.
+type Acks = Vec<oneshot::Sender<Result<(), String>>>;
+
+/// Acknowledges committed batches once they are durable. One fsync covers every batch
+/// committed before it, so while one runs the writer commits the next group, and the groups
+/// committed meanwhile share the next fsync.
+async fn sync_and_ack(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Acks>) {
+    let mut waiting: Vec<Acks> = Vec::new();
+    while rx.recv_many(&mut waiting, usize::MAX).await > 0 {
+        let result = store.sync().await.map_err(|e| {
+            tracing::error!(error = %e, "fsync failed; committed batches reported as failed");
+            e.to_string()
+        });
+        for ack in waiting.drain(..).flatten() {
+            let _ = ack.send(result.clone());
+        }
+    }
+}
+
 async fn run(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     options: WriterOptions,
+    rx: mpsc::Receiver<WriteJob>,
+) {
+    let (sync_tx, sync_rx) = mpsc::unbounded_channel();
+    let syncer = tokio::spawn(sync_and_ack(Arc::clone(&store), sync_rx));
+    write_loop(store, metrics, options, rx, sync_tx).await;
+    // The loop dropped its sender: the syncer acknowledges what is left, then stops.
+    if let Err(e) = syncer.await {
+        tracing::error!(error = %e, "sync task failed");
+    }
+}
+
+async fn write_loop(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    options: WriterOptions,
     mut rx: mpsc::Receiver<WriteJob>,
+    sync_tx: mpsc::UnboundedSender<Acks>,
 ) {
     let mut jobs: Vec<WriteJob> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
     let mut ticker = tokio::time::interval(flush_interval(options.trace_grace_ms));
@@ -215,11 +252,22 @@ async fn run(
             }
             let mut group: Vec<WriteJob> = jobs.drain(..end).collect();
             let result = commit(&*store, &metrics, &options, &mut group).await;
-            if let Err(e) = &result {
-                tracing::error!(error = %e, items = n, "write failed; batches rejected");
-            }
-            for job in group {
-                let _ = job.ack.send(result.clone());
+            let acks: Acks = group.into_iter().map(|job| job.ack).collect();
+            match result {
+                // Committed: acknowledged once durable.
+                Ok(()) => {
+                    if let Err(mpsc::error::SendError(acks)) = sync_tx.send(acks) {
+                        for ack in acks {
+                            let _ = ack.send(Err("the sync task has stopped".into()));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, items = n, "write failed; batches rejected");
+                    for ack in acks {
+                        let _ = ack.send(Err(e.clone()));
+                    }
+                }
             }
         }
     }
@@ -307,5 +355,130 @@ async fn commit(
 fn observe_traces(metrics: &Metrics, summary: &TraceWriteSummary) {
     for pr in &summary.new_records {
         metrics.observe(pr);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::config::Durability;
+    use crate::core::traffic::TrafficGenerator;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{
+        GroupTotals, MetricWriteSummary, StoreError, StoredRequest, TotalsQuery, WriteSummary,
+    };
+
+    /// The real SQLite store, with the order of writes and syncs logged and syncs that can
+    /// be made to fail.
+    struct Logged {
+        inner: SqliteStore,
+        log: Mutex<Vec<&'static str>>,
+        fail_sync: bool,
+    }
+
+    #[async_trait]
+    impl Store for Logged {
+        async fn write(
+            &self,
+            project: &str,
+            batch: Arc<Vec<PricedRecord>>,
+        ) -> Result<WriteSummary, StoreError> {
+            let out = self.inner.write(project, batch).await;
+            self.log.lock().unwrap().push("write");
+            out
+        }
+        async fn write_traces(
+            &self,
+            project: &str,
+            batch: Arc<TraceBatch>,
+        ) -> Result<TraceWriteSummary, StoreError> {
+            self.inner.write_traces(project, batch).await
+        }
+        async fn write_metrics(
+            &self,
+            project: &str,
+            batch: Arc<MetricBatch>,
+        ) -> Result<MetricWriteSummary, StoreError> {
+            self.inner.write_metrics(project, batch).await
+        }
+        async fn flush_pending_traces(
+            &self,
+            cutoff_ms: i64,
+            prices: Arc<PriceTable>,
+        ) -> Result<TraceWriteSummary, StoreError> {
+            self.inner.flush_pending_traces(cutoff_ms, prices).await
+        }
+        async fn sync(&self) -> Result<(), StoreError> {
+            self.log.lock().unwrap().push("sync");
+            if self.fail_sync {
+                return Err(StoreError::Task("fsync of the WAL failed: EIO".into()));
+            }
+            self.inner.sync().await
+        }
+        async fn totals(&self, query: TotalsQuery) -> Result<Vec<GroupTotals>, StoreError> {
+            self.inner.totals(query).await
+        }
+        async fn request(
+            &self,
+            project: &str,
+            request_id: &str,
+        ) -> Result<Option<StoredRequest>, StoreError> {
+            self.inner.request(project, request_id).await
+        }
+        async fn count_requests(&self) -> Result<u64, StoreError> {
+            self.inner.count_requests().await
+        }
+    }
+
+    async fn submit_one(fail_sync: bool) -> (Result<(), SubmitError>, Vec<&'static str>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Logged {
+            inner: SqliteStore::open(&dir.path().join("db"), Durability::Full).unwrap(),
+            log: Mutex::new(Vec::new()),
+            fail_sync,
+        });
+        let prices = Arc::new(PriceTable::builtin());
+        let (writer, task) = Writer::spawn(
+            store.clone(),
+            Arc::new(Metrics::new(10)),
+            WriterOptions {
+                queue: 4,
+                prices: Arc::clone(&prices),
+                trace_grace_ms: 30_000,
+                clock: Arc::new(|| 0),
+            },
+        );
+        let records: Vec<PricedRecord> = TrafficGenerator::new(1)
+            .history(0, 3_600_000, 2_000)
+            .into_iter()
+            .take(10)
+            .map(|r| PricedRecord::new(r, &prices))
+            .collect();
+        let result = writer.submit("default", records).await;
+        let log = store.log.lock().unwrap().clone();
+        drop(writer);
+        task.await.unwrap();
+        (result, log)
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_acknowledged_only_after_an_fsync_following_its_commit() {
+        let (result, log) = submit_one(false).await;
+        assert_eq!(result, Ok(()));
+        let write = log.iter().position(|e| *e == "write").unwrap();
+        assert!(log[write..].contains(&"sync"), "acked before any sync: {log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_fsync_fails_the_batch() {
+        let (result, _) = submit_one(true).await;
+        assert!(
+            matches!(&result, Err(SubmitError::Store(m)) if m.contains("fsync")),
+            "{result:?}"
+        );
     }
 }

@@ -147,10 +147,12 @@ pub struct StoredRequest {
     pub scores: BTreeMap<String, f64>,
 }
 
+/// Writes return once committed (visible to queries); `sync` then makes every committed write
+/// durable. Acknowledging a client only after `sync` is the caller's duty (the pipeline does).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores a batch: a record whose `request_id` is already stored replaces it (and its
-    /// rollup contribution). Returns only once the batch is durably committed.
+    /// rollup contribution). Returns once the batch is committed.
     async fn write(
         &self,
         project: &str,
@@ -159,7 +161,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Merges trace fragments into the stored traces and writes the records of every trace
     /// that is complete (its root span arrived); an earlier record of the trace is replaced.
-    /// Returns once durably committed.
+    /// Returns once committed.
     async fn write_traces(
         &self,
         project: &str,
@@ -175,12 +177,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<TraceWriteSummary, StoreError>;
 
     /// Folds GenAI metric points into the rollups (cumulative streams as deltas against their
-    /// stored last point). Returns once durably committed.
+    /// stored last point). Returns once committed.
     async fn write_metrics(
         &self,
         project: &str,
         batch: Arc<MetricBatch>,
     ) -> Result<MetricWriteSummary, StoreError>;
+
+    /// Makes every write committed so far durable (as `durability` configures).
+    async fn sync(&self) -> Result<(), StoreError>;
 
     /// Totals per group (and bucket) over a range. Groups with no requests are omitted.
     async fn totals(&self, query: TotalsQuery) -> Result<Vec<GroupTotals>, StoreError>;
