@@ -4,7 +4,7 @@
 #   OTHER_BIN=/path/to/llmwatch bash benches/ab_ingest.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${OTHER_BIN:?set OTHER_BIN to the other build's llmwatch binary}"
+: "${OTHER_BIN:?set OTHER_BIN to the llmwatch binary of the other build}"
 for span in 1209600 600; do
   for build in current other; do
     echo "=== $build, window ${span}s"

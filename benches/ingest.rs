@@ -45,7 +45,7 @@ const REPORT_RUNS: usize = 50;
 const NAIVE_RUNS: usize = 10;
 const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// The `requests` columns the baseline binds, in `params!` order (checked against the schema).
-const BASELINE_COLUMNS: [&str; 24] = [
+const BASELINE_COLUMNS: [&str; 26] = [
     "project",
     "request_id",
     "ts_ms",
@@ -70,6 +70,8 @@ const BASELINE_COLUMNS: [&str; 24] = [
     "attributes",
     "input",
     "output",
+    "input_chars",
+    "output_chars",
 ];
 
 /// One event as sent to `POST /api/v1/events`: the field names of `parse_record`, timestamp as
@@ -330,6 +332,8 @@ fn baseline(dir: &Path, w: &Workload, config: &Config) -> Result<BaselineResult>
                     attributes,
                     r.input,
                     r.output,
+                    r.input_chars.map(|c| c as i64),
+                    r.output_chars.map(|c| c as i64),
                 ])?;
             }
         }

@@ -48,6 +48,9 @@ pub enum Command {
     Budgets(SourceArgs),
     /// Latency percentiles and the stage breakdown, with the bottleneck marked.
     Latency(LatencyArgs),
+    /// Drift of a dimension against a baseline (or, without --dimension, every `[[drift]]`
+    /// monitor of the config), with a text histogram of what moved.
+    Drift(DriftArgs),
     /// The price table.
     #[command(subcommand)]
     Pricing(PricingCommand),
@@ -131,6 +134,34 @@ pub struct LatencyArgs {
     pub feature: Option<String>,
     #[arg(long)]
     pub release: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Dimension: model, feature, release, status, error_type, attributes.KEY, or a numeric
+    /// one (input_tokens, output_tokens, duration_ms, ttft_ms, cost, input_chars, output_chars).
+    #[arg(long)]
+    pub dimension: Option<String>,
+    /// A baseline created through the API [default: the 7 days before the window].
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Window start (RFC 3339 or unix ms) [default: one day before --to].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Window end, exclusive [default: now].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// auto, kl, js, psi, chi_square, ks, wasserstein.
+    #[arg(long, default_value = "auto")]
+    pub method: String,
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub feature: Option<String>,
     #[command(flatten)]
     pub source: SourceArgs,
 }
@@ -232,6 +263,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Report(ReportCommand::Daily { date, source }) => report_daily(date, source).await,
         Command::Budgets(source) => budgets(source).await,
         Command::Latency(args) => latency(args).await,
+        Command::Drift(args) => drift(args).await,
         Command::Pricing(cmd) => pricing(cmd),
     }
 }
@@ -664,6 +696,169 @@ async fn latency(args: LatencyArgs) -> Result<()> {
         return Ok(());
     }
     write_latency_table(&mut out, &value, source.format == Format::Csv)
+}
+
+async fn drift(args: DriftArgs) -> Result<()> {
+    let source = &args.source;
+    // One check (with --dimension) or every configured monitor, as JSON values.
+    let reports: Vec<Value> = match (&source.server, &args.dimension) {
+        (Some(server), Some(dimension)) => {
+            let mut query = vec![format!("dimension={}", url_encode(dimension))];
+            for (k, v) in [
+                ("baseline", &args.baseline),
+                ("from", &args.from),
+                ("to", &args.to),
+                ("model", &args.model),
+                ("feature", &args.feature),
+                ("threshold", &args.threshold.map(|t| t.to_string())),
+                ("method", &Some(args.method.clone())),
+            ] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={}", url_encode(v)));
+                }
+            }
+            vec![get_json(server, &format!("/api/v1/drift?{}", query.join("&"))).await?]
+        }
+        (Some(server), None) => {
+            let v = get_json(server, "/api/v1/drift/status").await?;
+            v["monitors"].as_array().cloned().unwrap_or_default()
+        }
+        (None, dimension) => {
+            let (config, store) = open_local(source)?;
+            let now = chrono::Utc::now().timestamp_millis();
+            match dimension {
+                None => crate::drift::status(
+                    &store,
+                    DEFAULT_PROJECT,
+                    &config.drift,
+                    now,
+                    config.drift_min_samples,
+                )
+                .await
+                .into_iter()
+                .map(|(name, r)| match r {
+                    Ok(report) => {
+                        let mut v = serde_json::to_value(report).unwrap_or_default();
+                        v["name"] = name.into();
+                        v
+                    }
+                    Err(e) => serde_json::json!({"name": name, "error": e.to_string()}),
+                })
+                .collect(),
+                Some(dimension) => {
+                    let parse = |v: &Option<String>, name: &str| -> Result<Option<i64>> {
+                        v.as_deref()
+                            .map(|s| {
+                                parse_timestamp_str(s).map_err(|m| anyhow::anyhow!("--{name}: {m}"))
+                            })
+                            .transpose()
+                    };
+                    let to = parse(&args.to, "to")?.unwrap_or(now);
+                    let from =
+                        parse(&args.from, "from")?.unwrap_or(to - crate::drift::DEFAULT_WINDOW_MS);
+                    let method = crate::drift::Method::parse(&args.method).ok_or_else(|| {
+                        anyhow::anyhow!("--method: expected one of {}", crate::drift::Method::NAMES)
+                    })?;
+                    let req = crate::drift::DriftRequest {
+                        dimension: dimension.clone(),
+                        baseline: args.baseline.clone(),
+                        window: Range::new(from, to),
+                        method,
+                        threshold: args.threshold,
+                        scope: crate::store::DriftScope {
+                            model: args.model.clone(),
+                            feature: args.feature.clone(),
+                        },
+                        min_samples: config.drift_min_samples,
+                    };
+                    vec![serde_json::to_value(
+                        crate::drift::check(&store, DEFAULT_PROJECT, &req).await?,
+                    )?]
+                }
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if source.format == Format::Json {
+        let v = if args.dimension.is_some() {
+            reports.into_iter().next().unwrap_or_default()
+        } else {
+            Value::Array(reports)
+        };
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    if reports.is_empty() {
+        writeln!(
+            out,
+            "no drift monitors configured ([[drift]] in the config); give --dimension"
+        )?;
+    }
+    for r in &reports {
+        write_drift(&mut out, r)?;
+    }
+    Ok(())
+}
+
+/// The verdict line and the text histogram of one drift report.
+fn write_drift(out: &mut impl Write, r: &Value) -> Result<()> {
+    let name = r["name"]
+        .as_str()
+        .map(|n| format!("{n}: "))
+        .unwrap_or_default();
+    if let Some(e) = r["error"].as_str() {
+        writeln!(out, "{name}error: {e}")?;
+        return Ok(());
+    }
+    let dim = r["dimension"].as_str().unwrap_or("?");
+    let verdict = match (r["drift_detected"].as_bool(), r["reason"].as_str()) {
+        (_, Some(reason)) => format!("NO VERDICT ({reason})"),
+        (Some(true), _) => "DRIFT".to_owned(),
+        _ => "no drift".to_owned(),
+    };
+    let score = r["score"]
+        .as_f64()
+        .map(|s| format!("{s:.4}"))
+        .unwrap_or_else(|| "-".into());
+    let p = r["p_value"]
+        .as_f64()
+        .map(|p| format!("  p = {p:.3e}"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "{name}{dim}: {verdict}  [{} = {score}{p}, threshold {}; baseline {} vs current {} observations]",
+        r["method"].as_str().unwrap_or("?"),
+        r["threshold"],
+        r["baseline_size"],
+        r["current_size"]
+    )?;
+    for (label, key) in [("new", "new_values"), ("missing", "missing_values")] {
+        let vals: Vec<&str> = r[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !vals.is_empty() {
+            writeln!(out, "  {label} values: {}", vals.join(", "))?;
+        }
+    }
+    let changes: Vec<crate::core::drift::Change> = r["changes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| crate::core::drift::Change {
+                    value: c["value"].as_str().unwrap_or_default().to_owned(),
+                    baseline_share: c["baseline_share"].as_f64().unwrap_or(0.0),
+                    current_share: c["current_share"].as_f64().unwrap_or(0.0),
+                    delta: c["delta"].as_f64().unwrap_or(0.0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for line in crate::drift::histogram_rows(&changes, 8) {
+        writeln!(out, "  {line}")?;
+    }
+    writeln!(out)?;
+    Ok(())
 }
 
 fn url_encode(s: &str) -> String {

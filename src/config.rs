@@ -12,6 +12,8 @@ use crate::core::pricing::{PriceEntry, PriceTable};
 use crate::core::rollup::Scope;
 use crate::core::span::{ExtractOptions, StageRule};
 use crate::core::time::{Period, parse_tz};
+use crate::drift::{Method, Monitor, kind_of};
+use crate::operations::parse_step;
 
 /// Default listen address: the OTLP/HTTP port, so OpenTelemetry exporters find llmwatch with no setting.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4318";
@@ -78,6 +80,28 @@ pub struct RawConfig {
     /// OpenTelemetry ingest (`POST /v1/traces`).
     #[serde(default)]
     pub otlp: RawOtlp,
+    /// Drift monitors, evaluated by `GET /api/v1/drift/status`.
+    #[serde(default)]
+    pub drift: Vec<RawDriftMonitor>,
+    /// Fewest observations on each side for a drift verdict (default 30).
+    pub drift_min_samples: Option<u64>,
+}
+
+/// One `[[drift]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDriftMonitor {
+    pub name: String,
+    /// A categorical (`model`, `attributes.KEY`...) or numeric (`output_tokens`...) dimension.
+    pub dimension: String,
+    /// A baseline created through the API (default: the 7 days before the window).
+    pub baseline: Option<String>,
+    /// The current window, ending now (default `1d`).
+    pub window: Option<String>,
+    /// `auto` (default), `kl`, `js`, `psi`, `chi_square`, `ks`, `wasserstein`.
+    pub method: Option<String>,
+    /// Score above which (or p-value below which) drift is detected (default per method).
+    pub threshold: Option<f64>,
 }
 
 /// The `[otlp]` table.
@@ -157,6 +181,8 @@ pub struct Config {
     pub pricing: Arc<PriceTable>,
     pub budgets: Vec<Budget>,
     pub otlp: OtlpConfig,
+    pub drift: Vec<Monitor>,
+    pub drift_min_samples: u64,
 }
 
 impl Config {
@@ -239,6 +265,55 @@ impl RawConfig {
             });
         }
 
+        let mut drift: Vec<Monitor> = Vec::with_capacity(self.drift.len());
+        for (i, m) in self.drift.into_iter().enumerate() {
+            let key = |field: &str| format!("drift[{i}].{field}");
+            if m.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty"));
+            }
+            if drift.iter().any(|other| other.name == m.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("duplicate monitor name {:?}", m.name),
+                ));
+            }
+            let kind = kind_of(&m.dimension).map_err(|e| invalid(key("dimension"), e))?;
+            let window_ms = match &m.window {
+                None => crate::drift::DEFAULT_WINDOW_MS,
+                Some(w) => parse_step(w).map_err(|e| invalid(key("window"), e))?,
+            };
+            let method = match &m.method {
+                None => Method::Auto,
+                Some(name) => Method::parse(name).ok_or_else(|| {
+                    invalid(key("method"), format!("expected one of {}", Method::NAMES))
+                })?,
+            };
+            if !method.fits(kind) {
+                return Err(invalid(
+                    key("method"),
+                    format!("{} does not apply to {}", method.name(), m.dimension),
+                ));
+            }
+            if let Some(t) = m.threshold
+                && !(t.is_finite() && t > 0.0)
+            {
+                return Err(invalid(key("threshold"), "must be a number > 0"));
+            }
+            drift.push(Monitor {
+                name: m.name,
+                dimension: m.dimension,
+                baseline: m.baseline,
+                window_ms,
+                method,
+                threshold: m.threshold,
+            });
+        }
+        let drift_min_samples = self
+            .drift_min_samples
+            .unwrap_or(crate::drift::DEFAULT_MIN_SAMPLES);
+        if drift_min_samples == 0 {
+            return Err(invalid("drift_min_samples", "must be at least 1"));
+        }
         let capture_content = self.capture_content.unwrap_or(false);
         let otlp = self.otlp.validate(capture_content)?;
         Ok(Config {
@@ -253,6 +328,8 @@ impl RawConfig {
             pricing: Arc::new(pricing),
             budgets,
             otlp,
+            drift,
+            drift_min_samples,
         })
     }
 }

@@ -19,6 +19,11 @@ use crate::store::DEFAULT_PROJECT;
 
 /// Records submitted to the writer per batch while generating history.
 const HISTORY_BATCH: usize = 5_000;
+/// Baselines the demo pins (name, dimension); the example config's monitors use them.
+const DEMO_BASELINES: [(&str, &str); 2] = [
+    ("before-update-categories", "attributes.question_category"),
+    ("before-update-output-tokens", "output_tokens"),
+];
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     let db = match args.db {
@@ -75,6 +80,27 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     total += batch.len();
     writer.submit(DEFAULT_PROJECT, batch).await?;
     eprintln!("stored {total} requests");
+    // Baselines from before the simulated model update (the generator's last three days bring
+    // complaints and longer answers), used by the example config's [[drift]] monitors.
+    let update = now - 3 * DAY_MS;
+    for (name, dimension) in DEMO_BASELINES {
+        let spec = crate::drift::BaselineSpec::Range {
+            from_ms: (update - 7 * DAY_MS).max(start),
+            to_ms: update,
+        };
+        app.state
+            .store
+            .put_baseline(
+                DEFAULT_PROJECT,
+                crate::store::StoredBaseline {
+                    name: name.to_owned(),
+                    dimension: dimension.to_owned(),
+                    spec: serde_json::to_value(spec)?,
+                    created_ms: now,
+                },
+            )
+            .await?;
+    }
 
     let Some(listener) = listener else {
         let yesterday = local_date(now - DAY_MS, tz);
@@ -113,6 +139,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("  curl {url}/api/v1/reports/daily");
     println!("  curl '{url}/api/v1/reports/cost?group_by=day'");
     println!("  curl {url}/api/v1/budgets");
+    println!("  curl {url}/api/v1/drift/status");
+    println!("  llmwatch drift --server {url}");
     println!("  llmwatch report daily --server {url}");
     println!("Ctrl-C to stop.");
     app.serve(listener, async move {

@@ -487,6 +487,8 @@ mod tests {
             attributes: BTreeMap::new(),
             input: None,
             output: None,
+            input_chars: None,
+            output_chars: None,
         }
     }
 

@@ -368,8 +368,13 @@ mod tests {
     use crate::config::Durability;
     use crate::core::traffic::TrafficGenerator;
     use crate::store::sqlite::SqliteStore;
+    use std::collections::BTreeMap;
+
+    use crate::core::sketch::Sketch;
+    use crate::core::time::Range;
     use crate::store::{
-        GroupTotals, MetricWriteSummary, StoreError, StoredRequest, TotalsQuery, WriteSummary,
+        DriftScope, GroupTotals, MetricWriteSummary, StoreError, StoredBaseline, StoredRequest,
+        TotalsQuery, WriteSummary,
     };
 
     /// The real SQLite store, with the order of writes and syncs logged and syncs that can
@@ -432,6 +437,48 @@ mod tests {
         async fn count_requests(&self) -> Result<u64, StoreError> {
             self.inner.count_requests().await
         }
+        async fn drift_counts(
+            &self,
+            project: &str,
+            range: Range,
+            scope: DriftScope,
+            dimension: &str,
+        ) -> Result<BTreeMap<String, u64>, StoreError> {
+            self.inner
+                .drift_counts(project, range, scope, dimension)
+                .await
+        }
+        async fn drift_sketch(
+            &self,
+            project: &str,
+            range: Range,
+            scope: DriftScope,
+            dimension: &str,
+        ) -> Result<Sketch, StoreError> {
+            self.inner
+                .drift_sketch(project, range, scope, dimension)
+                .await
+        }
+        async fn drift_dimensions(
+            &self,
+            project: &str,
+            range: Range,
+        ) -> Result<Vec<String>, StoreError> {
+            self.inner.drift_dimensions(project, range).await
+        }
+        async fn put_baseline(
+            &self,
+            project: &str,
+            baseline: StoredBaseline,
+        ) -> Result<(), StoreError> {
+            self.inner.put_baseline(project, baseline).await
+        }
+        async fn baselines(&self, project: &str) -> Result<Vec<StoredBaseline>, StoreError> {
+            self.inner.baselines(project).await
+        }
+        async fn delete_baseline(&self, project: &str, name: &str) -> Result<bool, StoreError> {
+            self.inner.delete_baseline(project, name).await
+        }
     }
 
     async fn submit_one(fail_sync: bool) -> (Result<(), SubmitError>, Vec<&'static str>) {
@@ -470,7 +517,10 @@ mod tests {
         let (result, log) = submit_one(false).await;
         assert_eq!(result, Ok(()));
         let write = log.iter().position(|e| *e == "write").unwrap();
-        assert!(log[write..].contains(&"sync"), "acked before any sync: {log:?}");
+        assert!(
+            log[write..].contains(&"sync"),
+            "acked before any sync: {log:?}"
+        );
     }
 
     #[tokio::test]

@@ -71,6 +71,8 @@ async fn ingest(
     for (index, item) in items.into_iter().enumerate() {
         match parse_event(item, now) {
             Ok(mut record) => {
+                // The texts go, their lengths (`input_chars`/`output_chars`, counted by
+                // `parse_event` from the texts) stay.
                 if !capture {
                     record.input = None;
                     record.output = None;

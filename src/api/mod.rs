@@ -1,6 +1,7 @@
 //! The HTTP API: shared state and the router. Each resource module owns its routes; handlers
 //! are thin shims over the library (`report`, `pipeline`, `store`).
 
+mod drift;
 mod error;
 mod events;
 mod operations;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reports::router())
         .merge(operations::router())
         .merge(otlp::router())
+        .merge(drift::router())
         // Ingest enforces its own, configured limit with the API's error shape.
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -159,6 +159,8 @@ async fn request_detail(
         "attributes": r.attributes,
         "input": r.input,
         "output": r.output,
+        "input_chars": r.input_chars,
+        "output_chars": r.output_chars,
         "scores": scores,
         "cost": pr.cost_nanos.map(nanos_to_usd),
         "priced": pr.cost_nanos.is_some(),

@@ -1,5 +1,6 @@
 //! The pure domain: no I/O, no clock reads, no logging. Time is always an argument.
 
+pub mod drift;
 pub mod metric;
 pub mod pricing;
 pub mod record;

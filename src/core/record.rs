@@ -92,6 +92,18 @@ pub struct Record {
     pub attributes: BTreeMap<String, String>,
     pub input: Option<String>,
     pub output: Option<String>,
+    /// Length of `input` in Unicode scalar values: sent as `input_chars`, or counted from the
+    /// text at parse time. Kept when the text itself is not (`capture_content = false`).
+    #[serde(default)]
+    pub input_chars: Option<u64>,
+    /// Length of `output`, as `input_chars`.
+    #[serde(default)]
+    pub output_chars: Option<u64>,
+}
+
+/// Length of a text in Unicode scalar values (what `input_chars`/`output_chars` count).
+pub fn char_count(text: &str) -> u64 {
+    text.chars().count() as u64
 }
 
 impl Record {
@@ -104,6 +116,18 @@ impl Record {
     /// to more than the wall time).
     pub fn unaccounted_ms(&self) -> f64 {
         (self.duration_ms - self.stages_sum_ms()).max(0.0)
+    }
+
+    /// `input_chars`, or the length of `input` when only the text is known.
+    pub fn input_chars_or_count(&self) -> Option<u64> {
+        self.input_chars
+            .or_else(|| self.input.as_deref().map(char_count))
+    }
+
+    /// `output_chars`, or the length of `output` when only the text is known.
+    pub fn output_chars_or_count(&self) -> Option<u64> {
+        self.output_chars
+            .or_else(|| self.output.as_deref().map(char_count))
     }
 
     /// The longest stage, if any stage was measured.
@@ -179,6 +203,10 @@ struct RawEvent<'a> {
     input: Option<&'a RawValue>,
     #[serde(borrow, default)]
     output: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input_chars: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    output_chars: Option<&'a RawValue>,
 }
 
 /// Parses and validates one event given as JSON text (one NDJSON line or one array item).
@@ -274,6 +302,11 @@ pub fn parse_event(text: &str, now_ms: i64) -> Result<Record, RecordError> {
 
     let input = optional_string(e.input, "input", MAX_CONTENT_BYTES)?;
     let output = optional_string(e.output, "output", MAX_CONTENT_BYTES)?;
+    // Sent counts win (the client may not send the text at all); else counted from the text.
+    let input_chars =
+        optional_tokens(e.input_chars, "input_chars")?.or_else(|| input.as_deref().map(char_count));
+    let output_chars = optional_tokens(e.output_chars, "output_chars")?
+        .or_else(|| output.as_deref().map(char_count));
 
     Ok(Record {
         request_id,
@@ -293,6 +326,8 @@ pub fn parse_event(text: &str, now_ms: i64) -> Result<Record, RecordError> {
         attributes,
         input,
         output,
+        input_chars,
+        output_chars,
     })
 }
 
@@ -626,6 +661,34 @@ mod tests {
         let mut v = minimal();
         v["stages"] = json!({"guardrail": 1, "model_inference": 2});
         assert!(parse_record(&v, NOW).is_ok());
+    }
+
+    #[test]
+    fn character_counts_are_sent_or_counted_from_the_texts() {
+        let mut v = minimal();
+        v["input"] = json!("héllo 🌍");
+        v["output"] = json!("");
+        let e = parse_record(&v, NOW);
+        // An empty text is rejected like every empty string.
+        assert_eq!(e.unwrap_err().field, "output");
+        v["output"] = json!("ok");
+        let r = parse_record(&v, NOW).unwrap();
+        assert_eq!((r.input_chars, r.output_chars), (Some(7), Some(2)));
+        v["input_chars"] = json!(1234);
+        v["output_chars"] = json!(0);
+        let r = parse_record(&v, NOW).unwrap();
+        assert_eq!((r.input_chars, r.output_chars), (Some(1234), Some(0)));
+        let r = parse_record(&minimal(), NOW).unwrap();
+        assert_eq!((r.input_chars, r.output_chars), (None, None));
+        for (field, bad) in [
+            ("input_chars", json!(-1)),
+            ("output_chars", json!(2.5)),
+            ("input_chars", json!("12")),
+        ] {
+            let mut v = minimal();
+            v[field] = bad;
+            assert_eq!(err_field(v), field);
+        }
     }
 
     #[test]

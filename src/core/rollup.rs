@@ -3,6 +3,7 @@
 //! Money is counted in integer nano-USD so that totals add up exactly across any grouping and a
 //! replaced record subtracts exactly what it added. Pure: storage applies the deltas built here.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -10,7 +11,7 @@ use serde::Serialize;
 
 use super::pricing::PriceTable;
 use super::record::{Record, Status};
-use super::sketch::SketchSet;
+use super::sketch::{Sketch, SketchSet};
 use super::time::{DAY_MS, HOUR_MS, MINUTE_MS, bucket_start};
 
 /// Nano-USD per USD.
@@ -191,6 +192,9 @@ impl Scope {
 
 /// Bucket widths of the per-series rollup tiers, widest first (UTC-aligned days, hours, minutes).
 pub const SERIES_TIERS: [i64; 3] = [DAY_MS, HOUR_MS, MINUTE_MS];
+/// Index of the hour tier in `SERIES_TIERS`: its rows also carry the drift deltas.
+pub const HOUR_TIER: usize = 1;
+const _: () = assert!(SERIES_TIERS[HOUR_TIER] == HOUR_MS);
 /// Bucket widths of the per-error-type rollup tiers, widest first.
 pub const ERROR_TIERS: [i64; 2] = [HOUR_MS, MINUTE_MS];
 
@@ -211,8 +215,204 @@ pub fn add_latencies(
     if let Some(t) = ttft_ms {
         set.insert(SKETCH_TTFT, t);
     }
+    let mut name = String::new();
     for (stage, ms) in stages {
-        set.insert(&format!("{SKETCH_STAGE_PREFIX}{stage}"), *ms);
+        name.clear();
+        name.push_str(SKETCH_STAGE_PREFIX);
+        name.push_str(stage);
+        set.insert(&name, *ms);
+    }
+}
+
+/// Categorical drift dimensions of every record (besides `attributes.KEY`); a record counts one
+/// value in each dimension it has a label for (`error_type`: failed requests only).
+pub const DRIFT_MODEL: &str = "model";
+pub const DRIFT_FEATURE: &str = "feature";
+pub const DRIFT_RELEASE: &str = "release";
+pub const DRIFT_STATUS: &str = "status";
+pub const DRIFT_ERROR_TYPE: &str = "error_type";
+/// Prefix of an attribute's categorical dimension: `attributes.finish_reason`.
+pub const DRIFT_ATTRIBUTE_PREFIX: &str = "attributes.";
+/// Most values of one categorical dimension with their own count per (project, hour); values
+/// beyond are counted as [`DRIFT_OTHER`]. Storage enforces it (the first values seen in an
+/// hour keep their own rows).
+pub const MAX_DRIFT_VALUES: usize = 100;
+/// Most `attributes.KEY` dimensions counted per (project, hour); later keys are not counted.
+pub const MAX_DRIFT_ATTRIBUTE_KEYS: usize = 32;
+/// The value that counts the values beyond [`MAX_DRIFT_VALUES`].
+pub const DRIFT_OTHER: &str = "(other)";
+
+/// Numeric drift dimensions: the names of the sketches of a per-hour drift row.
+pub const NUMERIC_INPUT_TOKENS: &str = "input_tokens";
+pub const NUMERIC_OUTPUT_TOKENS: &str = "output_tokens";
+pub const NUMERIC_DURATION: &str = "duration_ms";
+pub const NUMERIC_TTFT: &str = "ttft_ms";
+/// Cost in USD (priced requests only). Costs below `sketch::MIN_INDEXABLE` (1e-6 USD) are in
+/// the sketch's exact zero bucket.
+pub const NUMERIC_COST: &str = "cost";
+pub const NUMERIC_INPUT_CHARS: &str = "input_chars";
+pub const NUMERIC_OUTPUT_CHARS: &str = "output_chars";
+pub const NUMERIC_DIMENSIONS: [&str; 7] = [
+    NUMERIC_INPUT_TOKENS,
+    NUMERIC_OUTPUT_TOKENS,
+    NUMERIC_DURATION,
+    NUMERIC_TTFT,
+    NUMERIC_COST,
+    NUMERIC_INPUT_CHARS,
+    NUMERIC_OUTPUT_CHARS,
+];
+
+/// The numeric drift values of one request, in [`NUMERIC_DIMENSIONS`] order (`None`: not
+/// known, not counted).
+#[allow(clippy::too_many_arguments)]
+pub fn numeric_values(
+    input_tokens: u64,
+    output_tokens: u64,
+    duration_ms: f64,
+    ttft_ms: Option<f64>,
+    cost_nanos: Option<i64>,
+    input_chars: Option<u64>,
+    output_chars: Option<u64>,
+) -> [Option<f64>; 7] {
+    [
+        Some(input_tokens as f64),
+        Some(output_tokens as f64),
+        Some(duration_ms),
+        ttft_ms,
+        cost_nanos.map(nanos_to_usd),
+        input_chars.map(|c| c as f64),
+        output_chars.map(|c| c as f64),
+    ]
+}
+
+/// The numeric drift values of a record.
+pub fn record_numeric_values(pr: &PricedRecord) -> [Option<f64>; 7] {
+    let r = &pr.record;
+    numeric_values(
+        r.usage.input_tokens,
+        r.usage.output_tokens,
+        r.duration_ms,
+        r.ttft_ms,
+        pr.cost_nanos,
+        r.input_chars_or_count(),
+        r.output_chars_or_count(),
+    )
+}
+
+/// Adds numeric drift values (from [`numeric_values`]) to `set`.
+pub fn add_numeric(set: &mut SketchSet, values: &[Option<f64>; 7]) {
+    for (name, v) in NUMERIC_DIMENSIONS.iter().zip(values) {
+        if let Some(v) = v {
+            set.insert(name, *v);
+        }
+    }
+}
+
+/// Drift changes of one hour-tier series row: signed value counts of the categorical
+/// dimensions, and sketches of the numeric ones (or, when `rebuild` is set, a request to
+/// recompute the sketches of its (hour, model, feature) from raw rows). Storage keys drift rows
+/// by (hour, model, feature): the rows of several releases add up.
+///
+/// The row's key holds its model, feature and release, so those are one counter; the other
+/// dimensions are small maps, and the numeric sketches a fixed array (no lookups by name).
+#[derive(Debug, Default)]
+pub struct DriftDelta {
+    /// Records (signed): the count of the row's model, feature and release.
+    records: i64,
+    /// Records by status: ok, error.
+    status: [i64; 2],
+    error_types: HashMap<String, i64>,
+    /// Attribute key -> value -> signed count.
+    attributes: HashMap<String, HashMap<String, i64>>,
+    /// In [`NUMERIC_DIMENSIONS`] order.
+    numeric: [Sketch; 7],
+    pub rebuild: bool,
+}
+
+fn bump(map: &mut HashMap<String, i64>, value: &str, n: i64) {
+    match map.get_mut(value) {
+        Some(c) => *c += n,
+        None => {
+            map.insert(value.to_owned(), n);
+        }
+    }
+}
+
+impl DriftDelta {
+    /// Folds one record's categorical values with sign `n` (+1 or -1).
+    fn fold_values(&mut self, r: &Record, n: i64) {
+        self.records += n;
+        self.status[usize::from(r.status == Status::Error)] += n;
+        if r.status == Status::Error
+            && let Some(e) = &r.error_type
+        {
+            bump(&mut self.error_types, e, n);
+        }
+        for (k, v) in &r.attributes {
+            match self.attributes.get_mut(k.as_str()) {
+                Some(values) => bump(values, v, n),
+                None => {
+                    let mut values = HashMap::default();
+                    values.insert(v.clone(), n);
+                    self.attributes.insert(k.clone(), values);
+                }
+            }
+        }
+    }
+
+    fn add_numeric(&mut self, values: &[Option<f64>; 7]) {
+        for (s, v) in self.numeric.iter_mut().zip(values) {
+            if let Some(v) = v {
+                s.insert(*v);
+            }
+        }
+    }
+
+    /// The non-zero (dimension, value, signed count) changes of the row with key `key`.
+    pub fn counts<'a>(&'a self, key: &'a SeriesKey) -> Vec<(Cow<'a, str>, &'a str, i64)> {
+        let mut out = Vec::new();
+        if self.records != 0 {
+            out.push((Cow::Borrowed(DRIFT_MODEL), key.model.as_str(), self.records));
+            if !key.feature.is_empty() {
+                out.push((Cow::Borrowed(DRIFT_FEATURE), &key.feature, self.records));
+            }
+            if !key.release.is_empty() {
+                out.push((Cow::Borrowed(DRIFT_RELEASE), &key.release, self.records));
+            }
+        }
+        for (status, n) in [Status::Ok, Status::Error].into_iter().zip(self.status) {
+            if n != 0 {
+                out.push((Cow::Borrowed(DRIFT_STATUS), status.as_str(), n));
+            }
+        }
+        for (e, &n) in &self.error_types {
+            if n != 0 {
+                out.push((Cow::Borrowed(DRIFT_ERROR_TYPE), e.as_str(), n));
+            }
+        }
+        for (k, values) in &self.attributes {
+            let dimension = format!("{DRIFT_ATTRIBUTE_PREFIX}{k}");
+            for (v, &n) in values {
+                if n != 0 {
+                    out.push((Cow::Owned(dimension.clone()), v.as_str(), n));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the row adds numeric values.
+    pub fn has_sketches(&self) -> bool {
+        self.numeric.iter().any(|s| !s.is_empty())
+    }
+
+    /// Merges the row's numeric sketches into `set` (named by [`NUMERIC_DIMENSIONS`]).
+    pub fn merge_sketches_into(&self, set: &mut SketchSet) {
+        for (name, s) in NUMERIC_DIMENSIONS.iter().zip(&self.numeric) {
+            if !s.is_empty() {
+                set.merge_sketch(name, s);
+            }
+        }
     }
 }
 
@@ -269,6 +469,8 @@ pub struct SeriesDelta {
     pub totals: Totals,
     pub sketches: SketchSet,
     pub rebuild: bool,
+    /// Drift changes (rows of the hour tier only; empty elsewhere).
+    pub drift: DriftDelta,
 }
 
 /// Rollup changes from one write batch, ready for storage to apply.
@@ -314,7 +516,23 @@ impl RollupDelta {
 
     /// Adds a record new to the store.
     pub fn add(&mut self, r: &PricedRecord) {
-        self.fold(r, false, Latencies::Add);
+        self.fold(r, false, Latencies::Add, Latencies::Add);
+    }
+
+    /// Folds only the drift part of a record already stored (a backfill of the drift rollups):
+    /// hour-tier rows with no totals.
+    pub fn add_drift(&mut self, pr: &PricedRecord) {
+        let r = &pr.record;
+        let row = self.series[HOUR_TIER]
+            .entry(SeriesKey::of(r, HOUR_MS))
+            .or_default();
+        row.drift.fold_values(r, 1);
+        row.drift.add_numeric(&record_numeric_values(pr));
+    }
+
+    /// The hour-tier rows (their `drift` fields carry the drift changes).
+    pub fn hour_rows(&self) -> &HashMap<SeriesKey, SeriesDelta> {
+        &self.series[HOUR_TIER]
     }
 
     /// Replaces `old` by `new` (the same request id sent again).
@@ -330,8 +548,19 @@ impl RollupDelta {
         } else {
             Latencies::Rebuild
         };
-        self.fold(old, true, mode);
-        self.fold(new, false, mode);
+        // Likewise for the drift sketches of its (hour, model, feature).
+        let same_numeric = bucket_start(o.timestamp_ms, HOUR_MS)
+            == bucket_start(n.timestamp_ms, HOUR_MS)
+            && o.model == n.model
+            && o.feature == n.feature
+            && record_numeric_values(old) == record_numeric_values(new);
+        let numeric = if same_numeric {
+            Latencies::Unchanged
+        } else {
+            Latencies::Rebuild
+        };
+        self.fold(old, true, mode, numeric);
+        self.fold(new, false, mode, numeric);
     }
 
     /// Adds totals that come from no record (aggregated metrics): counters only, no latency
@@ -372,10 +601,10 @@ impl RollupDelta {
 
     /// Removes a deleted record (its bucket's sketches are rebuilt from the remaining rows).
     pub fn remove(&mut self, old: &PricedRecord) {
-        self.fold(old, true, Latencies::Rebuild);
+        self.fold(old, true, Latencies::Rebuild, Latencies::Rebuild);
     }
 
-    fn fold(&mut self, pr: &PricedRecord, negate: bool, latencies: Latencies) {
+    fn fold(&mut self, pr: &PricedRecord, negate: bool, latencies: Latencies, numeric: Latencies) {
         let r = &pr.record;
         let mut t = Totals::of(r, pr.cost_nanos);
         if negate {
@@ -391,6 +620,15 @@ impl RollupDelta {
                 }
                 Latencies::Add | Latencies::Unchanged => {}
                 Latencies::Rebuild => row.rebuild = true,
+            }
+            if tier == HOUR_TIER {
+                let drift = &mut row.drift;
+                drift.fold_values(r, if negate { -1 } else { 1 });
+                match numeric {
+                    Latencies::Add => drift.add_numeric(&record_numeric_values(pr)),
+                    Latencies::Unchanged => {}
+                    Latencies::Rebuild => drift.rebuild = true,
+                }
             }
         }
         if r.status == Status::Error {
@@ -506,6 +744,106 @@ mod tests {
         );
         assert_eq!(d.user_hour.values().next().unwrap().requests, 3);
         assert!(d.errors.iter().all(|m| m.is_empty()));
+    }
+
+    fn drift_of(d: &RollupDelta) -> (BTreeMap<(String, String), i64>, u64, bool) {
+        let mut values = BTreeMap::new();
+        let (mut n, mut rebuild) = (0, false);
+        for (key, row) in d.hour_rows() {
+            for (dim, v, c) in row.drift.counts(key) {
+                *values.entry((dim.into_owned(), v.to_owned())).or_insert(0) += c;
+            }
+            let mut set = SketchSet::new();
+            row.drift.merge_sketches_into(&mut set);
+            n += set.get(NUMERIC_INPUT_TOKENS).map_or(0, |s| s.count());
+            rebuild |= row.drift.rebuild;
+        }
+        values.retain(|_, c| *c != 0);
+        (values, n, rebuild)
+    }
+
+    #[test]
+    fn drift_folds_labels_and_numbers_into_hour_rows() {
+        let mut d = RollupDelta::default();
+        let mut a = rec("a", 90_000, "m", 0, 10);
+        a.feature = Some("chat".into());
+        a.status = Status::Error;
+        a.error_type = Some("timeout".into());
+        a.attributes.insert("finish_reason".into(), "length".into());
+        a.input = Some("héllo".into());
+        d.add(&priced(a, 0));
+        d.add(&PricedRecord {
+            record: rec("b", 100_000, "m", 3, 4),
+            cost_nanos: None,
+        });
+        d.finish();
+        let (values, n, rebuild) = drift_of(&d);
+        let key = |d: &str, v: &str| (d.to_owned(), v.to_owned());
+        assert_eq!(
+            values,
+            BTreeMap::from([
+                (key("model", "m"), 2),
+                (key("feature", "chat"), 1),
+                (key("status", "error"), 1),
+                (key("status", "ok"), 1),
+                (key("error_type", "timeout"), 1),
+                (key("attributes.finish_reason", "length"), 1),
+            ])
+        );
+        assert_eq!((n, rebuild), (2, false));
+        // Drift rows live in the hour tier only; two rows (feature "chat" and none).
+        assert_eq!(d.hour_rows().len(), 2);
+        assert!(
+            d.series[0]
+                .iter()
+                .all(|(k, r)| r.drift.counts(k).is_empty())
+        );
+        let mut set = SketchSet::new();
+        for row in d.hour_rows().values() {
+            row.drift.merge_sketches_into(&mut set);
+        }
+        assert_eq!(set.get(NUMERIC_COST).map(|s| s.count()), Some(1));
+        assert_eq!(set.get(NUMERIC_COST).and_then(|s| s.max()), Some(0.0));
+        assert_eq!(
+            set.get(NUMERIC_INPUT_CHARS).and_then(|s| s.max()),
+            Some(5.0)
+        );
+        assert_eq!(
+            set.get(NUMERIC_INPUT_TOKENS).and_then(|s| s.min()),
+            Some(0.0)
+        );
+        assert!(set.get(NUMERIC_TTFT).is_none());
+    }
+
+    #[test]
+    fn drift_of_a_retry_cancels_and_a_correction_moves_and_rebuilds() {
+        let a = priced(rec("a", 90_000, "m", 1, 1), 7);
+        let mut d = RollupDelta::default();
+        d.replace(&a, &a);
+        assert_eq!(drift_of(&d), (BTreeMap::new(), 0, false));
+        let mut b = a.clone();
+        b.record.model = "n".into();
+        let mut d = RollupDelta::default();
+        d.replace(&a, &b);
+        let (values, n, rebuild) = drift_of(&d);
+        assert_eq!(
+            values,
+            BTreeMap::from([
+                (("model".to_owned(), "m".to_owned()), -1),
+                (("model".to_owned(), "n".to_owned()), 1),
+            ])
+        );
+        assert_eq!((n, rebuild), (0, true));
+        // Same labels, other tokens: the numeric row is rebuilt, counts are unchanged.
+        let mut c = a.clone();
+        c.record.usage.output_tokens = 9;
+        let mut d = RollupDelta::default();
+        d.replace(&a, &c);
+        assert_eq!(drift_of(&d), (BTreeMap::new(), 0, true));
+        // Metric aggregates add no drift data.
+        let mut d = RollupDelta::default();
+        d.add_aggregate(0, "m", None, None, None, &Totals::of(&a.record, Some(1)));
+        assert_eq!(drift_of(&d), (BTreeMap::new(), 0, false));
     }
 
     #[test]

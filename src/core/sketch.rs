@@ -264,6 +264,39 @@ impl Sketch {
         self.count == 0
     }
 
+    /// The non-empty buckets, ascending by value: each bucket's representative value and how
+    /// many values it holds (the counts sum to [`Sketch::count`]). A representative is what
+    /// [`Sketch::quantile`] returns for a rank in that bucket: the bin's value clamped to
+    /// [min, max], so within [`RELATIVE_ACCURACY`] of every value in the bin; the zero bucket
+    /// (values below [`MIN_INDEXABLE`]) is represented by the exact min. A bin that can only
+    /// hold the min (or the max) is represented exactly by it: the lowest bin holding one value
+    /// with an empty zero bucket, the highest bin holding one value.
+    pub fn bins(&self) -> Vec<(f64, u64)> {
+        let mut out = Vec::new();
+        if self.count == 0 {
+            return out;
+        }
+        if self.zero_count > 0 {
+            out.push((self.min, self.zero_count));
+        }
+        let (first, bins) = self.trimmed();
+        let last = bins.len().saturating_sub(1);
+        for (j, &c) in bins.iter().enumerate() {
+            if c == 0 {
+                continue;
+            }
+            let v = if j == 0 && c == 1 && self.zero_count == 0 {
+                self.min
+            } else if j == last && c == 1 {
+                self.max
+            } else {
+                value_of(first + j as i32).clamp(self.min, self.max)
+            };
+            out.push((v, c));
+        }
+        out
+    }
+
     /// Appends the encoding: a version byte, a kind byte (0 empty, 1 one value, 2 full), then
     /// for one value its f64; when full: min, max and sum as f64 (little-endian), the zero
     /// count, the bin span and first bin index (zigzag) as LEB128 varints, then tokens over the
@@ -596,6 +629,15 @@ impl SketchSet {
         self.enforce_limit();
     }
 
+    /// Merges `s` into the sketch `name` (created on first use, within the set's limits).
+    pub fn merge_sketch(&mut self, name: &str, s: &Sketch) {
+        if s.is_empty() {
+            return;
+        }
+        self.merge_one(name, s);
+        self.enforce_limit();
+    }
+
     /// The sketch `name`, if any.
     pub fn get(&self, name: &str) -> Option<&Sketch> {
         self.sketches.get(name)
@@ -699,6 +741,23 @@ fn parse_set<'a>(
         return Err(SketchError::TrailingBytes(bytes.len() - r.pos));
     }
     Ok(())
+}
+
+/// Merges the sketch `name` of an encoded [`SketchSet`] into `into` (nothing when the set has
+/// no such sketch). `scratch` is reused to read the set's sketches.
+pub fn merge_named_encoded(
+    into: &mut Sketch,
+    bytes: &[u8],
+    name: &str,
+    scratch: &mut Sketch,
+) -> Result<(), SketchError> {
+    parse_set(bytes, |n, r| {
+        scratch.read_from(r)?;
+        if n == name {
+            into.merge(scratch);
+        }
+        Ok(())
+    })
 }
 
 /// Merges two encoded SketchSets (used as a SQLite scalar function in upserts) and returns the
@@ -873,6 +932,48 @@ mod tests {
         }
 
         #[test]
+        fn bins_count_everything_and_represent_their_values(
+            values in value_sets(),
+            parts in 1usize..=3,
+        ) {
+            // Built by merging, as queries build them.
+            let mut s = Sketch::new();
+            for chunk in values.chunks(values.len().div_ceil(parts)) {
+                s.merge(&round_trip(&sketch_of(chunk)));
+            }
+            let bins = s.bins();
+            prop_assert_eq!(bins.iter().map(|(_, c)| c).sum::<u64>(), s.count());
+            prop_assert!(bins.windows(2).all(|w| w[0].0 <= w[1].0), "ascending: {:?}", bins);
+            prop_assert!(bins.iter().all(|&(_, c)| c > 0));
+            // Each value's bucket: the zero bucket, or its bin (in bins' ascending order).
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let mut at = 0usize;
+            for &(rep, c) in &bins {
+                let members = &sorted[at..at + c as usize];
+                at += c as usize;
+                for &v in members {
+                    if v < MIN_INDEXABLE {
+                        prop_assert!(rep < MIN_INDEXABLE && rep == s.min().unwrap());
+                    } else {
+                        prop_assert!(
+                            (rep - v).abs() <= RELATIVE_ACCURACY * v,
+                            "value {} in a bucket represented by {}", v, rep
+                        );
+                    }
+                }
+            }
+            if let (Some(first), Some(last)) = (bins.first(), bins.last()) {
+                if first.1 == 1 {
+                    prop_assert_eq!(Some(first.0), s.min());
+                }
+                if last.1 == 1 {
+                    prop_assert_eq!(Some(last.0), s.max());
+                }
+            }
+        }
+
+        #[test]
         fn merging_is_order_independent(a in value_sets(), b in value_sets()) {
             let (sa, sb) = (sketch_of(&a), sketch_of(&b));
             let mut ab = sa.clone();
@@ -947,6 +1048,44 @@ mod tests {
             }
             let _ = merge_encoded(&bytes, &bytes);
         }
+    }
+
+    #[test]
+    fn bins_of_a_known_set() {
+        assert!(Sketch::new().bins().is_empty());
+        let s = sketch_of(&[0.0, 0.0, 10.0, 10.0, 10.05, 500.0]);
+        let bins = s.bins();
+        assert_eq!(bins.len(), 3, "{bins:?}");
+        assert_eq!(bins[0], (0.0, 2));
+        assert!(
+            (bins[1].0 - 10.0).abs() <= 0.1 && bins[1].1 == 3,
+            "{bins:?}"
+        );
+        assert_eq!(bins[2], (500.0, 1)); // the max, exactly
+        let one = sketch_of(&[42.0]);
+        assert_eq!(one.bins(), vec![(42.0, 1)]);
+    }
+
+    #[test]
+    fn one_named_sketch_merges_from_an_encoded_set() {
+        let mut set = SketchSet::new();
+        for v in [1.0, 2.0, 3.0] {
+            set.insert("a", v);
+            set.insert("b", v * 100.0);
+        }
+        let bytes = set.to_bytes();
+        let (mut into, mut scratch) = (Sketch::new(), Sketch::new());
+        merge_named_encoded(&mut into, &bytes, "b", &mut scratch).unwrap();
+        merge_named_encoded(&mut into, &bytes, "b", &mut scratch).unwrap();
+        merge_named_encoded(&mut into, &bytes, "missing", &mut scratch).unwrap();
+        merge_named_encoded(&mut into, &[], "b", &mut scratch).unwrap();
+        assert_eq!(
+            (into.count(), into.min(), into.max()),
+            (6, Some(100.0), Some(300.0))
+        );
+        assert!(
+            merge_named_encoded(&mut into, &bytes[..bytes.len() - 1], "b", &mut scratch).is_err()
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::pricing::PriceTable;
-use super::record::{MAX_MAP_ENTRIES, MAX_TOKENS, Record, Status, Usage};
+use super::record::{MAX_MAP_ENTRIES, MAX_TOKENS, Record, Status, Usage, char_count};
 use super::rollup::{PricedRecord, usd_to_nanos};
 use super::span::{Evaluation, SpanSummary, hex};
 
@@ -231,6 +231,8 @@ pub fn assemble(
         duration_ms: (end_ns - start_ns) as f64 / 1e6,
         ttft_ms,
         attributes,
+        input_chars: input.as_deref().map(char_count),
+        output_chars: output.as_deref().map(char_count),
         input,
         output,
     };
@@ -474,6 +476,18 @@ mod tests {
                 "postprocessing",
             ),
         ]
+    }
+
+    #[test]
+    fn texts_give_their_character_counts() {
+        let mut spans = five_span_trace();
+        let r = record(spans.clone()).record;
+        assert_eq!((r.input_chars, r.output_chars), (None, None));
+        let g = spans[3].generation.as_mut().expect("a generation");
+        g.input = Some("héllo".into());
+        g.output = Some("🌍 ok".into());
+        let r = record(spans).record;
+        assert_eq!((r.input_chars, r.output_chars), (Some(5), Some(4)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use chrono_tz::Asia::Seoul;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::core::record::{Record, Status, Usage};
+use crate::core::record::{Record, Status, Usage, char_count};
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
@@ -44,8 +44,11 @@ const SPIKE_LEN_MS: i64 = 3 * HOUR_MS;
 const SPIKE_REQUEST_FACTOR: f64 = 4.0;
 const SPIKE_INPUT_FACTOR: f64 = 3.0;
 
-/// The "complaint" question category appears in the last days of the window.
+/// The "complaint" question category appears in the last days of the window, with a simulated
+/// model update that makes answers longer: the drift the demo shows.
 const COMPLAINT_WINDOW_MS: i64 = 3 * DAY_MS;
+/// Output tokens after the simulated model update, relative to before.
+const MODEL_UPDATE_OUTPUT_FACTOR: f64 = 1.6;
 
 // ---------------------------------------------------------------------------------------------
 // Daily and weekly shape (Asia/Seoul local time).
@@ -722,6 +725,9 @@ impl TrafficGenerator {
         }
         let input_tokens = (input_tokens.clamp(1.0, 200_000.0) + 0.5) as u64;
         let mut output_tokens = self.tokens(feature.output_median, feature.output_sigma, 4096.0);
+        if moment.complaints {
+            output_tokens = ((output_tokens as f64 * MODEL_UPDATE_OUTPUT_FACTOR) as u64).min(4096);
+        }
         let priced = model.provider != "self-hosted";
         let mut cached_input_tokens = 0;
         if priced && input_tokens >= MIN_CACHEABLE_TOKENS && self.chance(feature.cache_prob) {
@@ -848,6 +854,8 @@ impl TrafficGenerator {
             duration_ms,
             ttft_ms,
             attributes,
+            input_chars: Some(char_count(input_text(feature.text, category, lang))),
+            output_chars: output.as_deref().map(char_count),
             input: Some(input_text(feature.text, category, lang).to_owned()),
             output,
         }

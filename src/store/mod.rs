@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use crate::core::metric::MetricPoint;
 use crate::core::pricing::PriceTable;
 use crate::core::rollup::{Dimension, PricedRecord, Scope, Totals};
-use crate::core::sketch::SketchSet;
+use crate::core::sketch::{Sketch, SketchSet};
 use crate::core::span::SpanSummary;
 use crate::core::time::Range;
 
@@ -147,6 +147,22 @@ pub struct StoredRequest {
     pub scores: BTreeMap<String, f64>,
 }
 
+/// Restricts drift queries; `None` = all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriftScope {
+    pub model: Option<String>,
+    pub feature: Option<String>,
+}
+
+/// A named baseline: what it compares against. Stored as given.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredBaseline {
+    pub name: String,
+    pub dimension: String,
+    pub spec: serde_json::Value,
+    pub created_ms: i64,
+}
+
 /// Writes return once committed (visible to queries); `sync` then makes every committed write
 /// durable. Acknowledging a client only after `sync` is the caller's duty (the pipeline does).
 #[async_trait]
@@ -199,4 +215,45 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of stored requests (all projects); for health and tests.
     async fn count_requests(&self) -> Result<u64, StoreError>;
+
+    /// Value -> count of a categorical drift dimension (`model`, `feature`, `release`,
+    /// `status`, `error_type`, `attributes.KEY`) over `range`, from the per-hour drift rollups.
+    /// The range is widened to the whole UTC hours it touches (`from` down, `to` up to an
+    /// hour boundary). Values with a zero count are omitted; values beyond the per-hour
+    /// cardinality cap are counted as `(other)` (`core::rollup::MAX_DRIFT_VALUES`).
+    async fn drift_counts(
+        &self,
+        project: &str,
+        range: Range,
+        scope: DriftScope,
+        dimension: &str,
+    ) -> Result<BTreeMap<String, u64>, StoreError>;
+
+    /// The merged sketch of a numeric drift dimension (`core::rollup::NUMERIC_DIMENSIONS`)
+    /// over `range` (widened to whole UTC hours as for `drift_counts`), or an empty sketch.
+    async fn drift_sketch(
+        &self,
+        project: &str,
+        range: Range,
+        scope: DriftScope,
+        dimension: &str,
+    ) -> Result<Sketch, StoreError>;
+
+    /// The categorical drift dimensions with a non-zero count in `range` (widened to whole UTC
+    /// hours as for `drift_counts`), sorted.
+    async fn drift_dimensions(
+        &self,
+        project: &str,
+        range: Range,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Stores a named baseline, replacing one of the same name. Durable on return.
+    async fn put_baseline(&self, project: &str, baseline: StoredBaseline)
+    -> Result<(), StoreError>;
+
+    /// The project's baselines, by name.
+    async fn baselines(&self, project: &str) -> Result<Vec<StoredBaseline>, StoreError>;
+
+    /// Deletes a baseline; returns whether it existed. Durable on return.
+    async fn delete_baseline(&self, project: &str, name: &str) -> Result<bool, StoreError>;
 }

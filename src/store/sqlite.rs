@@ -2,7 +2,8 @@
 //! writer task; a small pool of read connections that never block it. Blocking calls run on
 //! tokio's blocking pool.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
@@ -11,21 +12,24 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
+use rustc_hash::FxHashMap;
 
 use super::{
-    GroupTotals, MetricBatch, MetricWriteSummary, Store, StoreError, StoredRequest,
-    TRACED_SERVICE_MS, TotalsQuery, TraceBatch, TraceWriteSummary, WriteSummary,
+    DriftScope, GroupTotals, MetricBatch, MetricWriteSummary, Store, StoreError, StoredBaseline,
+    StoredRequest, TRACED_SERVICE_MS, TotalsQuery, TraceBatch, TraceWriteSummary, WriteSummary,
 };
 use crate::config::Durability;
 use crate::core::metric::{StreamState, contribution, delta as metric_delta};
 use crate::core::pricing::PriceTable;
 use crate::core::record::{Record, Status, Usage};
 use crate::core::rollup::{
-    Dimension, PricedRecord, RollupDelta, SERIES_TIERS, SeriesKey, Totals, add_latencies,
+    DRIFT_ATTRIBUTE_PREFIX, DRIFT_OTHER, Dimension, MAX_DRIFT_ATTRIBUTE_KEYS, MAX_DRIFT_VALUES,
+    PricedRecord, RollupDelta, SERIES_TIERS, SeriesKey, Totals, add_latencies, add_numeric,
+    numeric_values,
 };
-use crate::core::sketch::{SketchSet, merge_encoded};
+use crate::core::sketch::{Sketch, SketchSet, merge_encoded, merge_named_encoded};
 use crate::core::span::{SpanSummary, hex};
-use crate::core::time::{DAY_MS, HOUR_MS, MINUTE_MS, Source, plan};
+use crate::core::time::{DAY_MS, HOUR_MS, MINUTE_MS, Range, Source, bucket_start, plan};
 use crate::core::trace::{Assembly, assemble, merge_spans};
 
 /// Prepared statements kept per connection.
@@ -35,6 +39,7 @@ const STATEMENT_CACHE: usize = 64;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_otlp.sql"),
+    include_str!("migrations/0003_drift.sql"),
 ];
 
 /// The additive columns of every rollup table, in `Totals` field order.
@@ -72,7 +77,7 @@ const RAW_METRIC_EXPRS: [&str; 12] = [
 const REQUEST_COLUMNS: &str = "request_id, ts_ms, model, provider, input_tokens, output_tokens, \
      cached_input_tokens, cache_write_tokens, reasoning_tokens, cost_nanos, user_id, feature, \
      session_id, release, status, error_type, duration_ms, ttft_ms, stages, attributes, input, output, \
-     unaccounted_ms";
+     unaccounted_ms, input_chars, output_chars";
 
 /// A rollup tier: its table, bucket width, the label columns it keeps, and whether its rows
 /// carry latency sketches.
@@ -147,7 +152,7 @@ pub struct SqliteStore {
     durable_commits: bool,
     /// The WAL file, opened on the first `sync`.
     wal: Arc<Mutex<Option<std::fs::File>>>,
-    writer: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<WriterState>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     /// Stops the checkpointer (on drop of the store).
     _checkpointer: Checkpointer,
@@ -204,6 +209,138 @@ impl Drop for Checkpointer {
     }
 }
 
+/// The writer connection and what the writer remembers between transactions.
+struct WriterState {
+    conn: Connection,
+    caps: DriftCaps,
+}
+
+impl WriterState {
+    /// Runs one write. A failed write forgets the drift caps (they may list values of a
+    /// transaction that rolled back); they reload from the table.
+    fn run<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection, &mut DriftCaps) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let out = f(&mut self.conn, &mut self.caps);
+        if out.is_err() {
+            self.caps = DriftCaps::default();
+        }
+        out
+    }
+}
+
+/// Hours of drift caps kept per project (the most recent ones; older hours reload on use).
+const CACHED_CAP_HOURS: usize = 72;
+
+/// The cardinality cap of the drift value counts (`rollup_values_1h`), enforced by the writer
+/// without scanning the table.
+///
+/// Rule, per (project, UTC hour): a categorical dimension gets its own row for at most
+/// `MAX_DRIFT_VALUES` distinct values: the first ones written in that hour (within one commit,
+/// the most frequent first); any other value is counted as `(other)`. At most
+/// `MAX_DRIFT_ATTRIBUTE_KEYS` attribute dimensions (`attributes.KEY`) are counted, again the
+/// first ones; the values of other keys are not counted at all. A value or key once admitted
+/// stays admitted, and one once turned away stays turned away, so a replaced record subtracts
+/// exactly where it was added. Rows are never deleted (they may reach 0), so after a restart the
+/// admitted values and keys are exactly the distinct ones in the table: an hour's entry is
+/// loaded from it on first use (`SELECT DISTINCT ... WHERE project = ? AND bucket_ms = ?`).
+#[derive(Default)]
+struct DriftCaps {
+    /// Project -> hour -> what is admitted.
+    projects: HashMap<String, BTreeMap<i64, HourCaps>>,
+}
+
+#[derive(Default)]
+struct HourCaps {
+    /// Admitted dimension -> its admitted values (`(other)` is never listed).
+    values: HashMap<String, HashSet<String>>,
+    /// How many admitted dimensions are attribute dimensions.
+    attribute_dims: usize,
+}
+
+impl HourCaps {
+    /// What `value` of `dimension` is counted as: itself, `(other)`, or nothing (an attribute
+    /// dimension beyond the cap).
+    fn admit<'a>(&mut self, dimension: &str, value: &'a str) -> Option<&'a str> {
+        let values = match self.values.get_mut(dimension) {
+            Some(v) => v,
+            None => {
+                if dimension.starts_with(DRIFT_ATTRIBUTE_PREFIX) {
+                    if self.attribute_dims >= MAX_DRIFT_ATTRIBUTE_KEYS {
+                        return None;
+                    }
+                    self.attribute_dims += 1;
+                }
+                self.values.entry(dimension.to_owned()).or_default()
+            }
+        };
+        if value == DRIFT_OTHER || values.contains(value) {
+            return Some(value);
+        }
+        if values.len() < MAX_DRIFT_VALUES {
+            values.insert(value.to_owned());
+            return Some(value);
+        }
+        Some(DRIFT_OTHER)
+    }
+}
+
+impl DriftCaps {
+    /// The caps of one hour, loaded from the table on first use.
+    fn hour(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        project: &str,
+        bucket_ms: i64,
+    ) -> Result<&mut HourCaps, StoreError> {
+        if !self.projects.contains_key(project) {
+            self.projects.insert(project.to_owned(), BTreeMap::new());
+        }
+        let Some(hours) = self.projects.get_mut(project) else {
+            return Err(StoreError::Task("drift caps of a project vanished".into()));
+        };
+        if hours.len() >= CACHED_CAP_HOURS && !hours.contains_key(&bucket_ms) {
+            hours.pop_first();
+        }
+        Ok(match hours.entry(bucket_ms) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(HourCaps::load(tx, project, bucket_ms)?)
+            }
+        })
+    }
+}
+
+impl HourCaps {
+    /// What is admitted in an hour: the distinct dimensions and values of its rows.
+    fn load(
+        tx: &rusqlite::Transaction<'_>,
+        project: &str,
+        bucket_ms: i64,
+    ) -> Result<HourCaps, StoreError> {
+        let mut caps = HourCaps::default();
+        let mut stmt = tx.prepare_cached(
+            "SELECT DISTINCT dimension, value FROM rollup_values_1h \
+             WHERE project = ?1 AND bucket_ms = ?2",
+        )?;
+        let mut rows = stmt.query(params![project, bucket_ms])?;
+        while let Some(row) = rows.next()? {
+            let (dimension, value): (String, String) = (row.get(0)?, row.get(1)?);
+            if !caps.values.contains_key(&dimension)
+                && dimension.starts_with(DRIFT_ATTRIBUTE_PREFIX)
+            {
+                caps.attribute_dims += 1;
+            }
+            let values = caps.values.entry(dimension).or_default();
+            if value != DRIFT_OTHER {
+                values.insert(value);
+            }
+        }
+        Ok(caps)
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave a connection half-used: every statement is
     // inside a transaction that rolls back on drop. Recover the guard.
@@ -244,7 +381,10 @@ impl SqliteStore {
             path: path.to_owned(),
             durable_commits: durability == Durability::Full,
             wal: Arc::new(Mutex::new(None)),
-            writer: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Mutex::new(WriterState {
+                conn,
+                caps: DriftCaps::default(),
+            })),
             readers: Arc::new(Mutex::new(Vec::new())),
             _checkpointer: Checkpointer::start(path)?,
         })
@@ -300,9 +440,97 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
+        if i + 1 == DRIFT_MIGRATION {
+            backfill_drift(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
         tracing::info!(version = i + 1, "applied schema migration");
+    }
+    Ok(())
+}
+
+/// The schema version that adds the drift rollups (0003), backfilled from stored requests.
+const DRIFT_MIGRATION: usize = 3;
+
+/// Records folded per backfill flush.
+const BACKFILL_CHUNK: usize = 20_000;
+
+/// Folds every stored request into the drift rollups, in time order per project, exactly as
+/// ingest would have (same fold, same cardinality cap): part of migration 0003. Reads only the
+/// columns drift uses (the texts' lengths, not the texts).
+fn backfill_drift(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let projects: Vec<String> = tx
+        .prepare("SELECT DISTINCT project FROM requests")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut caps = DriftCaps::default();
+    let mut total = 0usize;
+    for project in projects {
+        let mut stmt = tx.prepare(
+            "SELECT ts_ms, model, feature, release, status, error_type, attributes, \
+             input_tokens, output_tokens, duration_ms, ttft_ms, cost_nanos, \
+             COALESCE(input_chars, length(input)), COALESCE(output_chars, length(output)) \
+             FROM requests WHERE project = ?1 ORDER BY ts_ms",
+        )?;
+        let mut rows = stmt.query(params![project])?;
+        let mut delta = RollupDelta::default();
+        let mut folded = 0usize;
+        while let Some(row) = rows.next()? {
+            let count =
+                |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
+            let chars = |i: usize| -> rusqlite::Result<Option<u64>> {
+                Ok(row.get::<_, Option<i64>>(i)?.map(|c| c.max(0) as u64))
+            };
+            let attributes: Option<String> = row.get(6)?;
+            let attributes = match attributes.as_deref().map(serde_json::from_str).transpose() {
+                Ok(a) => a.unwrap_or_default(),
+                Err(e) => return Err(StoreError::Corrupt(format!("attributes: {e}"))),
+            };
+            let status: String = row.get(4)?;
+            let record = Record {
+                request_id: String::new(),
+                timestamp_ms: row.get(0)?,
+                model: row.get(1)?,
+                provider: None,
+                usage: Usage {
+                    input_tokens: count(7)?,
+                    output_tokens: count(8)?,
+                    ..Usage::default()
+                },
+                user_id: None,
+                feature: row.get(2)?,
+                session_id: None,
+                release: row.get(3)?,
+                status: if status == "error" {
+                    Status::Error
+                } else {
+                    Status::Ok
+                },
+                error_type: row.get(5)?,
+                stages: BTreeMap::new(),
+                duration_ms: row.get(9)?,
+                ttft_ms: row.get(10)?,
+                attributes,
+                input: None,
+                output: None,
+                input_chars: chars(12)?,
+                output_chars: chars(13)?,
+            };
+            delta.add_drift(&PricedRecord {
+                record,
+                cost_nanos: row.get(11)?,
+            });
+            folded += 1;
+            if folded % BACKFILL_CHUNK == 0 {
+                apply_drift(tx, &project, &std::mem::take(&mut delta), &mut caps)?;
+            }
+        }
+        apply_drift(tx, &project, &delta, &mut caps)?;
+        total += folded;
+    }
+    if total > 0 {
+        tracing::info!(requests = total, "drift rollups backfilled");
     }
     Ok(())
 }
@@ -341,9 +569,48 @@ impl Aggregate<SketchSet, Option<Vec<u8>>> for SketchAgg {
     }
 }
 
+/// Builds the drift sketches of raw rows inside SQLite:
+/// `llmwatch_drift_sketch_agg(input_tokens, output_tokens, duration_ms, ttft_ms, cost_nanos,
+/// input_chars, output_chars)`, values inserted directly (no per-row encoding).
+struct DriftSketchAgg;
+
+impl Aggregate<SketchSet, Option<Vec<u8>>> for DriftSketchAgg {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<SketchSet> {
+        Ok(SketchSet::new())
+    }
+    fn step(&self, ctx: &mut Context<'_>, acc: &mut SketchSet) -> rusqlite::Result<()> {
+        add_numeric(acc, &drift_values_of(ctx)?);
+        Ok(())
+    }
+    fn finalize(
+        &self,
+        _: &mut Context<'_>,
+        acc: Option<SketchSet>,
+    ) -> rusqlite::Result<Option<Vec<u8>>> {
+        Ok(acc.filter(|s| !s.is_empty()).map(|s| s.to_bytes()))
+    }
+}
+
+/// The numeric drift values of a raw row given as the 7 arguments of a drift function.
+fn drift_values_of(ctx: &Context<'_>) -> rusqlite::Result<[Option<f64>; 7]> {
+    let count = |i: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(ctx.get::<Option<i64>>(i)?.map(|n| n.max(0) as u64))
+    };
+    Ok(numeric_values(
+        count(0)?.unwrap_or(0),
+        count(1)?.unwrap_or(0),
+        ctx.get(2)?,
+        ctx.get(3)?,
+        ctx.get(4)?,
+        count(5)?,
+        count(6)?,
+    ))
+}
+
 /// Registers the sketch functions on a connection:
-/// `llmwatch_sketch_merge(a, b)` (upserts), `llmwatch_sketch_agg(s)` (queries) and
-/// `llmwatch_sketch_of(duration_ms, ttft_ms, stages_json)` (sketches of one raw row).
+/// `llmwatch_sketch_merge(a, b)` (upserts), `llmwatch_sketch_agg(s)` (queries),
+/// `llmwatch_sketch_of(duration_ms, ttft_ms, stages_json)` (sketches of one raw row) and
+/// `llmwatch_drift_sketch_agg(...)` (drift sketches of raw rows, see `DriftSketchAgg`).
 fn register_functions(conn: &Connection) -> Result<(), StoreError> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     conn.create_scalar_function("llmwatch_sketch_merge", 2, flags, |ctx| {
@@ -365,13 +632,14 @@ fn register_functions(conn: &Connection) -> Result<(), StoreError> {
         add_latencies(&mut set, ctx.get(0)?, ctx.get(1)?, &stages);
         Ok(set.to_bytes())
     })?;
+    conn.create_aggregate_function("llmwatch_drift_sketch_agg", 7, flags, DriftSketchAgg)?;
     Ok(())
 }
 
 static INSERT_REQUEST: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO requests (project, {REQUEST_COLUMNS}, spans) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25) \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27) \
          ON CONFLICT (project, request_id) DO NOTHING"
     )
 });
@@ -418,6 +686,8 @@ fn put_record(
         r.input,
         r.output,
         r.unaccounted_ms(),
+        r.input_chars.map(|c| c as i64),
+        r.output_chars.map(|c| c as i64),
         spans,
     ];
     let mut insert = tx.prepare_cached(&INSERT_REQUEST)?;
@@ -451,6 +721,7 @@ fn take_record(
 
 fn write_batch(
     conn: &mut Connection,
+    caps: &mut DriftCaps,
     project: &str,
     batch: &[PricedRecord],
 ) -> Result<WriteSummary, StoreError> {
@@ -465,7 +736,7 @@ fn write_batch(
         }
     }
     delta.finish();
-    apply_delta(&tx, project, &delta)?;
+    apply_delta(&tx, project, &delta, caps)?;
     tx.commit()?;
     Ok(summary)
 }
@@ -651,6 +922,7 @@ fn settle_trace(
 
 fn write_trace_batch(
     conn: &mut Connection,
+    caps: &mut DriftCaps,
     project: &str,
     batch: TraceBatch,
 ) -> Result<TraceWriteSummary, StoreError> {
@@ -720,13 +992,14 @@ fn write_trace_batch(
         )?;
     }
     delta.finish();
-    apply_delta(&tx, project, &delta)?;
+    apply_delta(&tx, project, &delta, caps)?;
     tx.commit()?;
     Ok(summary)
 }
 
 fn write_metric_batch(
     conn: &mut Connection,
+    caps: &mut DriftCaps,
     project: &str,
     batch: &MetricBatch,
 ) -> Result<MetricWriteSummary, StoreError> {
@@ -792,7 +1065,7 @@ fn write_metric_batch(
             summary.applied += 1;
         }
     }
-    apply_delta(&tx, project, &delta)?;
+    apply_delta(&tx, project, &delta, caps)?;
     tx.commit()?;
     Ok(summary)
 }
@@ -802,6 +1075,7 @@ const FLUSH_LIMIT: i64 = 10_000;
 
 fn flush_pending(
     conn: &mut Connection,
+    caps: &mut DriftCaps,
     cutoff_ms: i64,
     prices: &PriceTable,
 ) -> Result<TraceWriteSummary, StoreError> {
@@ -844,7 +1118,7 @@ fn flush_pending(
     }
     for (project, mut delta) in deltas {
         delta.finish();
-        apply_delta(&tx, &project, &delta)?;
+        apply_delta(&tx, &project, &delta, caps)?;
     }
     tx.commit()?;
     Ok(summary)
@@ -905,7 +1179,9 @@ fn apply_delta(
     tx: &rusqlite::Transaction<'_>,
     project: &str,
     delta: &RollupDelta,
+    caps: &mut DriftCaps,
 ) -> Result<(), StoreError> {
+    apply_drift(tx, project, delta, caps)?;
     let series_keys = ["bucket_ms", "model", "feature", "release"];
     let mut rebuild: Vec<(usize, &SeriesKey)> = Vec::new();
     for (tier, map) in delta.series.iter().enumerate() {
@@ -950,6 +1226,134 @@ fn apply_delta(
         ];
         values.extend(metric_values(t));
         stmt.execute(rusqlite::params_from_iter(values))?;
+    }
+    Ok(())
+}
+
+/// Writes the drift rollups of a delta: value counts through the cardinality cap, one upsert
+/// per distinct row, and numeric sketches merged per (hour, model, feature) (or rebuilt from
+/// raw rows).
+fn apply_drift(
+    tx: &rusqlite::Transaction<'_>,
+    project: &str,
+    delta: &RollupDelta,
+    caps: &mut DriftCaps,
+) -> Result<(), StoreError> {
+    type Counts<'a> = Vec<(i64, Cow<'a, str>, &'a str, &'a str, &'a str, i64)>;
+    let mut counts: Counts<'_> = Vec::new();
+    let mut numeric: FxHashMap<(i64, &str, &str), (SketchSet, bool)> = FxHashMap::default();
+    for (k, row) in delta.hour_rows() {
+        let d = &row.drift;
+        for (dimension, value, n) in d.counts(k) {
+            counts.push((k.bucket_ms, dimension, value, &k.model, &k.feature, n));
+        }
+        if d.rebuild || d.has_sketches() {
+            let entry = numeric
+                .entry((k.bucket_ms, &k.model, &k.feature))
+                .or_default();
+            entry.1 |= d.rebuild;
+            d.merge_sketches_into(&mut entry.0);
+        }
+    }
+    if !counts.is_empty() {
+        // Under the cap, the most frequent values of a commit are admitted first.
+        counts.sort_by_key(|c| std::cmp::Reverse(c.5.abs()));
+        let mut rows: FxHashMap<(i64, &str, &str, &str, &str), i64> = FxHashMap::default();
+        for (bucket_ms, dimension, value, model, feature, n) in &counts {
+            if let Some(value) = caps.hour(tx, project, *bucket_ms)?.admit(dimension, value) {
+                *rows
+                    .entry((*bucket_ms, dimension, value, model, feature))
+                    .or_insert(0) += n;
+            }
+        }
+        upsert_values(tx, project, rows.into_iter().filter(|(_, n)| *n != 0))?;
+    }
+    if !numeric.is_empty() {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO rollup_numeric_1h (project, bucket_ms, model, feature, sketches) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (project, bucket_ms, model, feature) \
+             DO UPDATE SET sketches = llmwatch_sketch_merge(sketches, excluded.sketches)",
+        )?;
+        let mut rebuild = Vec::new();
+        for ((bucket_ms, model, feature), (sketches, rebuild_row)) in numeric {
+            let blob = (!rebuild_row && !sketches.is_empty()).then(|| sketches.to_bytes());
+            stmt.execute(params![project, bucket_ms, model, feature, blob])?;
+            if rebuild_row {
+                rebuild.push((bucket_ms, model, feature));
+            }
+        }
+        let mut stmt = tx.prepare_cached(
+            "UPDATE rollup_numeric_1h SET sketches = (
+                 SELECT llmwatch_drift_sketch_agg(input_tokens, output_tokens, duration_ms,
+                     ttft_ms, cost_nanos, COALESCE(input_chars, length(input)),
+                     COALESCE(output_chars, length(output)))
+                 FROM requests
+                 WHERE project = ?1 AND ts_ms >= ?2 AND ts_ms < ?2 + ?5 AND model = ?3
+                   AND COALESCE(feature, '') = ?4)
+             WHERE project = ?1 AND bucket_ms = ?2 AND model = ?3 AND feature = ?4",
+        )?;
+        for (bucket_ms, model, feature) in rebuild {
+            stmt.execute(params![project, bucket_ms, model, feature, HOUR_MS])?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows per multi-row upsert of value counts (fewer statements per commit).
+const VALUES_PER_UPSERT: usize = 32;
+
+static UPSERT_VALUES: LazyLock<[String; 2]> = LazyLock::new(|| {
+    let sql = |rows: usize| {
+        let tuples: Vec<String> = (0..rows)
+            .map(|i| {
+                let p: Vec<String> = (1..=7).map(|j| format!("?{}", i * 7 + j)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        format!(
+            "INSERT INTO rollup_values_1h (project, bucket_ms, dimension, value, model, feature, \
+             count) VALUES {} ON CONFLICT (project, bucket_ms, dimension, value, model, feature) \
+             DO UPDATE SET count = count + excluded.count",
+            tuples.join(", ")
+        )
+    };
+    [sql(1), sql(VALUES_PER_UPSERT)]
+});
+
+/// Adds value counts to `rollup_values_1h`: full groups of `VALUES_PER_UPSERT` rows in one
+/// statement each, the rest one by one.
+fn upsert_values<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    project: &str,
+    rows: impl Iterator<Item = ((i64, &'a str, &'a str, &'a str, &'a str), i64)>,
+) -> Result<(), StoreError> {
+    let rows: Vec<_> = rows.collect();
+    let mut chunks = rows.chunks_exact(VALUES_PER_UPSERT);
+    if chunks.len() > 0 {
+        let mut stmt = tx.prepare_cached(&UPSERT_VALUES[1])?;
+        for chunk in chunks.by_ref() {
+            let mut i = 1;
+            for ((bucket_ms, dimension, value, model, feature), n) in chunk {
+                stmt.raw_bind_parameter(i, project)?;
+                stmt.raw_bind_parameter(i + 1, bucket_ms)?;
+                stmt.raw_bind_parameter(i + 2, dimension)?;
+                stmt.raw_bind_parameter(i + 3, value)?;
+                stmt.raw_bind_parameter(i + 4, model)?;
+                stmt.raw_bind_parameter(i + 5, feature)?;
+                stmt.raw_bind_parameter(i + 6, n)?;
+                i += 7;
+            }
+            stmt.raw_execute()?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = tx.prepare_cached(&UPSERT_VALUES[0])?;
+        for ((bucket_ms, dimension, value, model, feature), n) in rest {
+            stmt.execute(params![
+                project, bucket_ms, dimension, value, model, feature, n
+            ])?;
+        }
     }
     Ok(())
 }
@@ -1024,6 +1428,8 @@ fn row_to_priced(row: &Row<'_>) -> rusqlite::Result<Result<PricedRecord, String>
         attributes,
         input: row.get(20)?,
         output: row.get(21)?,
+        input_chars: row.get::<_, Option<i64>>(23)?.map(|c| c.max(0) as u64),
+        output_chars: row.get::<_, Option<i64>>(24)?.map(|c| c.max(0) as u64),
     };
     Ok(Ok(PricedRecord {
         record,
@@ -1166,6 +1572,124 @@ fn query_totals(conn: &Connection, q: &TotalsQuery) -> Result<Vec<GroupTotals>, 
     Ok(out)
 }
 
+/// The hour buckets of a drift query: `range` widened to the whole UTC hours it touches, as
+/// the recursive CTE `hours(b)` over parameters ?2 (first bucket) and ?3 (end, exclusive).
+const DRIFT_HOURS: &str = "WITH RECURSIVE hours(b) AS (SELECT ?2 WHERE ?2 < ?3 \
+     UNION ALL SELECT b + 3600000 FROM hours WHERE b + 3600000 < ?3)";
+
+/// `range` widened to whole UTC hours: `[floor(from), ceil(to))`.
+fn drift_hours(range: Range) -> (i64, i64) {
+    let from = bucket_start(range.from_ms, HOUR_MS);
+    let to = if range.to_ms <= from {
+        from
+    } else {
+        bucket_start(range.to_ms - 1, HOUR_MS) + HOUR_MS
+    };
+    (from, to)
+}
+
+/// The scope filters of a drift query, from parameter ?first on.
+fn drift_scope_sql(scope: &DriftScope, first: usize, values: &mut Vec<SqlValue>) -> String {
+    let mut sql = String::new();
+    let mut i = first;
+    for (column, v) in [("model", &scope.model), ("feature", &scope.feature)] {
+        if let Some(v) = v {
+            sql.push_str(&format!(" AND {column} = ?{i}"));
+            values.push(SqlValue::Text(v.clone()));
+            i += 1;
+        }
+    }
+    sql
+}
+
+fn query_drift_counts(
+    conn: &Connection,
+    project: &str,
+    range: Range,
+    scope: &DriftScope,
+    dimension: &str,
+) -> Result<BTreeMap<String, u64>, StoreError> {
+    let (from, to) = drift_hours(range);
+    let mut values = vec![
+        SqlValue::Text(project.to_owned()),
+        SqlValue::Integer(from),
+        SqlValue::Integer(to),
+        SqlValue::Text(dimension.to_owned()),
+    ];
+    let filters = drift_scope_sql(scope, 5, &mut values);
+    let mut stmt = conn.prepare_cached(&format!(
+        "{DRIFT_HOURS} SELECT value, SUM(count) FROM rollup_values_1h \
+         WHERE project = ?1 AND bucket_ms IN hours AND dimension = ?4{filters} \
+         GROUP BY value HAVING SUM(count) > 0"
+    ))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    let mut out = BTreeMap::new();
+    while let Some(row) = rows.next()? {
+        out.insert(
+            row.get::<_, String>(0)?,
+            row.get::<_, i64>(1)?.max(0) as u64,
+        );
+    }
+    Ok(out)
+}
+
+fn query_drift_sketch(
+    conn: &Connection,
+    project: &str,
+    range: Range,
+    scope: &DriftScope,
+    dimension: &str,
+) -> Result<Sketch, StoreError> {
+    let (from, to) = drift_hours(range);
+    let mut values = vec![
+        SqlValue::Text(project.to_owned()),
+        SqlValue::Integer(from),
+        SqlValue::Integer(to),
+    ];
+    let filters = drift_scope_sql(scope, 4, &mut values);
+    let mut stmt = conn.prepare_cached(&format!(
+        "{DRIFT_HOURS} SELECT sketches FROM rollup_numeric_1h \
+         WHERE project = ?1 AND bucket_ms IN hours{filters} AND sketches IS NOT NULL"
+    ))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+    let (mut out, mut scratch) = (Sketch::new(), Sketch::new());
+    while let Some(row) = rows.next()? {
+        let bytes = row
+            .get_ref(0)?
+            .as_blob_or_null()
+            .map_err(rusqlite::Error::from)?
+            .unwrap_or_default();
+        merge_named_encoded(&mut out, bytes, dimension, &mut scratch)
+            .map_err(|e| StoreError::Corrupt(format!("drift sketches: {e}")))?;
+    }
+    Ok(out)
+}
+
+fn query_drift_dimensions(
+    conn: &Connection,
+    project: &str,
+    range: Range,
+) -> Result<Vec<String>, StoreError> {
+    let (from, to) = drift_hours(range);
+    // Per hour, a walk over its distinct dimensions (an index seek each), not over its rows.
+    // Counts are never negative, so a dimension with a positive row has a positive total.
+    let mut stmt = conn.prepare_cached(&format!(
+        "{DRIFT_HOURS}, dims(b, d) AS (
+             SELECT b, (SELECT MIN(dimension) FROM rollup_values_1h
+                        WHERE project = ?1 AND bucket_ms = hours.b AND count > 0) FROM hours
+             UNION ALL
+             SELECT b, (SELECT MIN(dimension) FROM rollup_values_1h
+                        WHERE project = ?1 AND bucket_ms = dims.b AND dimension > dims.d
+                          AND count > 0)
+             FROM dims WHERE d IS NOT NULL)
+         SELECT DISTINCT d FROM dims WHERE d IS NOT NULL ORDER BY d"
+    ))?;
+    let dims = stmt
+        .query_map(params![project, from, to], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(dims)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn write(
@@ -1176,7 +1700,7 @@ impl Store for SqliteStore {
         let writer = Arc::clone(&self.writer);
         let project = project.to_owned();
         tokio::task::spawn_blocking(move || {
-            write_batch(&mut lock(&writer), &project, batch.as_slice())
+            lock(&writer).run(|conn, caps| write_batch(conn, caps, &project, batch.as_slice()))
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
@@ -1191,9 +1715,11 @@ impl Store for SqliteStore {
         let project = project.to_owned();
         // The writer hands over its only reference: spans move into the store, uncopied.
         let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-        tokio::task::spawn_blocking(move || write_trace_batch(&mut lock(&writer), &project, batch))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            lock(&writer).run(|conn, caps| write_trace_batch(conn, caps, &project, batch))
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn write_metrics(
@@ -1204,7 +1730,7 @@ impl Store for SqliteStore {
         let writer = Arc::clone(&self.writer);
         let project = project.to_owned();
         tokio::task::spawn_blocking(move || {
-            write_metric_batch(&mut lock(&writer), &project, &batch)
+            lock(&writer).run(|conn, caps| write_metric_batch(conn, caps, &project, &batch))
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
@@ -1216,9 +1742,11 @@ impl Store for SqliteStore {
         prices: Arc<PriceTable>,
     ) -> Result<TraceWriteSummary, StoreError> {
         let writer = Arc::clone(&self.writer);
-        tokio::task::spawn_blocking(move || flush_pending(&mut lock(&writer), cutoff_ms, &prices))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            lock(&writer).run(|conn, caps| flush_pending(conn, caps, cutoff_ms, &prices))
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
@@ -1287,5 +1815,118 @@ impl Store for SqliteStore {
             Ok(n.max(0) as u64)
         })
         .await
+    }
+
+    async fn drift_counts(
+        &self,
+        project: &str,
+        range: Range,
+        scope: DriftScope,
+        dimension: &str,
+    ) -> Result<BTreeMap<String, u64>, StoreError> {
+        let (project, dimension) = (project.to_owned(), dimension.to_owned());
+        self.read(move |conn| query_drift_counts(conn, &project, range, &scope, &dimension))
+            .await
+    }
+
+    async fn drift_sketch(
+        &self,
+        project: &str,
+        range: Range,
+        scope: DriftScope,
+        dimension: &str,
+    ) -> Result<Sketch, StoreError> {
+        let (project, dimension) = (project.to_owned(), dimension.to_owned());
+        self.read(move |conn| query_drift_sketch(conn, &project, range, &scope, &dimension))
+            .await
+    }
+
+    async fn drift_dimensions(
+        &self,
+        project: &str,
+        range: Range,
+    ) -> Result<Vec<String>, StoreError> {
+        let project = project.to_owned();
+        self.read(move |conn| query_drift_dimensions(conn, &project, range))
+            .await
+    }
+
+    async fn put_baseline(
+        &self,
+        project: &str,
+        baseline: StoredBaseline,
+    ) -> Result<(), StoreError> {
+        let spec = serde_json::to_string(&baseline.spec)
+            .map_err(|e| StoreError::Corrupt(format!("baseline spec: {e}")))?;
+        let writer = Arc::clone(&self.writer);
+        let project = project.to_owned();
+        tokio::task::spawn_blocking(move || {
+            lock(&writer)
+                .conn
+                .prepare_cached(
+                    "INSERT INTO drift_baselines (project, name, dimension, spec, created_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (project, name) DO UPDATE SET \
+                     dimension = excluded.dimension, spec = excluded.spec, \
+                     created_ms = excluded.created_ms",
+                )?
+                .execute(params![
+                    project,
+                    baseline.name,
+                    baseline.dimension,
+                    spec,
+                    baseline.created_ms
+                ])?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+        self.sync().await
+    }
+
+    async fn baselines(&self, project: &str) -> Result<Vec<StoredBaseline>, StoreError> {
+        let project = project.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT name, dimension, spec, created_ms FROM drift_baselines \
+                 WHERE project = ?1 ORDER BY name",
+            )?;
+            let rows: Vec<(String, String, String, i64)> = stmt
+                .query_map(params![project], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            rows.into_iter()
+                .map(|(name, dimension, spec, created_ms)| {
+                    let spec = serde_json::from_str(&spec).map_err(|e| {
+                        StoreError::Corrupt(format!("spec of baseline {name:?}: {e}"))
+                    })?;
+                    Ok(StoredBaseline {
+                        name,
+                        dimension,
+                        spec,
+                        created_ms,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_baseline(&self, project: &str, name: &str) -> Result<bool, StoreError> {
+        let writer = Arc::clone(&self.writer);
+        let (project, name) = (project.to_owned(), name.to_owned());
+        let existed = tokio::task::spawn_blocking(move || {
+            let n = lock(&writer)
+                .conn
+                .prepare_cached("DELETE FROM drift_baselines WHERE project = ?1 AND name = ?2")?
+                .execute(params![project, name])?;
+            Ok::<_, StoreError>(n > 0)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+        if existed {
+            self.sync().await?;
+        }
+        Ok(existed)
     }
 }
