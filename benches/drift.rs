@@ -7,32 +7,16 @@
 //! reuses the populated database between runs).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
-use llmwatch::config::Durability;
-use llmwatch::core::pricing::PriceTable;
-use llmwatch::core::rollup::PricedRecord;
+mod common;
+
+use common::{END_MS, env_u64, median, populated};
+
 use llmwatch::core::time::{DAY_MS, Range};
-use llmwatch::core::traffic::TrafficGenerator;
 use llmwatch::drift::{DriftReport, DriftRequest, Method, check};
 use llmwatch::store::sqlite::SqliteStore;
 use llmwatch::store::{DEFAULT_PROJECT, DriftScope, Store};
-
-const END_MS: i64 = 1_772_323_200_000; // 2026-03-01T00:00:00Z
-const DAYS: i64 = 30;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// Category counts of a range straight from raw rows (what one would do without rollups).
 fn raw_counts(db: &std::path::Path, range: Range) -> BTreeMap<String, u64> {
@@ -73,36 +57,7 @@ async fn main() {
     let db = keep
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().join("drift.db"));
-    let start = END_MS - DAYS * DAY_MS;
-    let store = SqliteStore::open(&db, Durability::Normal).unwrap();
-    let have = store.count_requests().await.unwrap();
-    if have != records {
-        assert_eq!(
-            have,
-            0,
-            "{} holds {have} records, not {records}",
-            db.display()
-        );
-        let prices = PriceTable::builtin();
-        let t = Instant::now();
-        let mut generator = TrafficGenerator::new(7);
-        let mut batch = Vec::with_capacity(10_000);
-        for r in generator.history_iter(start, END_MS, records / DAYS as u64) {
-            batch.push(PricedRecord::new(r, &prices));
-            if batch.len() == 10_000 {
-                store
-                    .write(DEFAULT_PROJECT, Arc::new(std::mem::take(&mut batch)))
-                    .await
-                    .unwrap();
-            }
-        }
-        store.write(DEFAULT_PROJECT, Arc::new(batch)).await.unwrap();
-        eprintln!(
-            "populated {} records in {:.1} s",
-            store.count_requests().await.unwrap(),
-            t.elapsed().as_secs_f64()
-        );
-    }
+    let store = populated(&db, records).await;
     let stored = store.count_requests().await.unwrap();
 
     // The last day against the 7 days before it (the default rolling baseline).

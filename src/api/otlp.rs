@@ -215,6 +215,22 @@ fn decode<M: Message + Default + serde::de::DeserializeOwned>(
     }
 }
 
+/// Reads and decodes an export request body: its encoding, then the message (`what` names it
+/// in errors), bounded by `[otlp] max_body_bytes` before and after decompression.
+async fn read_export<M: Message + Default + serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+) -> Result<(Encoding, M), OtlpError> {
+    let encoding = encoding_of(headers)?;
+    let limit = state.config.otlp.max_body_bytes;
+    let raw = read_body(headers, body, limit)
+        .await
+        .map_err(|e| OtlpError::from_api(encoding, e))?;
+    Ok((encoding, decode(headers, encoding, raw, limit, what)?))
+}
+
 /// Spans of an export grouped by trace, and the spans that could not be read.
 #[derive(Debug, Default)]
 pub struct ReadSpans {
@@ -285,18 +301,9 @@ async fn export_traces(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let encoding = encoding_of(&headers)?;
+    let (encoding, request): (_, ExportTraceServiceRequest) =
+        read_export(&state, &headers, body, "ExportTraceServiceRequest").await?;
     let otlp: &OtlpConfig = &state.config.otlp;
-    let raw = read_body(&headers, body, otlp.max_body_bytes)
-        .await
-        .map_err(|e| OtlpError::from_api(encoding, e))?;
-    let request: ExportTraceServiceRequest = decode(
-        &headers,
-        encoding,
-        raw,
-        otlp.max_body_bytes,
-        "ExportTraceServiceRequest",
-    )?;
     let ReadSpans {
         fragments,
         rejected,
@@ -349,18 +356,8 @@ async fn export_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let encoding = encoding_of(&headers)?;
-    let otlp: &OtlpConfig = &state.config.otlp;
-    let raw = read_body(&headers, body, otlp.max_body_bytes)
-        .await
-        .map_err(|e| OtlpError::from_api(encoding, e))?;
-    let request: ExportMetricsServiceRequest = decode(
-        &headers,
-        encoding,
-        raw,
-        otlp.max_body_bytes,
-        "ExportMetricsServiceRequest",
-    )?;
+    let (encoding, request): (_, ExportMetricsServiceRequest) =
+        read_export(&state, &headers, body, "ExportMetricsServiceRequest").await?;
     let (points, rejected) = read_points(&request);
     drop(request);
     state

@@ -425,6 +425,18 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
+
+    /// Runs `f` on the writer connection on the blocking pool.
+    async fn write_with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &mut DriftCaps) -> Result<T, StoreError> + Send + 'static,
+    {
+        let writer = Arc::clone(&self.writer);
+        tokio::task::spawn_blocking(move || lock(&writer).run(f))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -1697,13 +1709,9 @@ impl Store for SqliteStore {
         project: &str,
         batch: Arc<Vec<PricedRecord>>,
     ) -> Result<WriteSummary, StoreError> {
-        let writer = Arc::clone(&self.writer);
         let project = project.to_owned();
-        tokio::task::spawn_blocking(move || {
-            lock(&writer).run(|conn, caps| write_batch(conn, caps, &project, batch.as_slice()))
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        self.write_with(move |conn, caps| write_batch(conn, caps, &project, batch.as_slice()))
+            .await
     }
 
     async fn write_traces(
@@ -1711,15 +1719,11 @@ impl Store for SqliteStore {
         project: &str,
         batch: Arc<TraceBatch>,
     ) -> Result<TraceWriteSummary, StoreError> {
-        let writer = Arc::clone(&self.writer);
         let project = project.to_owned();
         // The writer hands over its only reference: spans move into the store, uncopied.
         let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-        tokio::task::spawn_blocking(move || {
-            lock(&writer).run(|conn, caps| write_trace_batch(conn, caps, &project, batch))
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        self.write_with(move |conn, caps| write_trace_batch(conn, caps, &project, batch))
+            .await
     }
 
     async fn write_metrics(
@@ -1727,13 +1731,9 @@ impl Store for SqliteStore {
         project: &str,
         batch: Arc<MetricBatch>,
     ) -> Result<MetricWriteSummary, StoreError> {
-        let writer = Arc::clone(&self.writer);
         let project = project.to_owned();
-        tokio::task::spawn_blocking(move || {
-            lock(&writer).run(|conn, caps| write_metric_batch(conn, caps, &project, &batch))
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        self.write_with(move |conn, caps| write_metric_batch(conn, caps, &project, &batch))
+            .await
     }
 
     async fn flush_pending_traces(
@@ -1741,12 +1741,8 @@ impl Store for SqliteStore {
         cutoff_ms: i64,
         prices: Arc<PriceTable>,
     ) -> Result<TraceWriteSummary, StoreError> {
-        let writer = Arc::clone(&self.writer);
-        tokio::task::spawn_blocking(move || {
-            lock(&writer).run(|conn, caps| flush_pending(conn, caps, cutoff_ms, &prices))
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        self.write_with(move |conn, caps| flush_pending(conn, caps, cutoff_ms, &prices))
+            .await
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
@@ -1858,28 +1854,24 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let spec = serde_json::to_string(&baseline.spec)
             .map_err(|e| StoreError::Corrupt(format!("baseline spec: {e}")))?;
-        let writer = Arc::clone(&self.writer);
         let project = project.to_owned();
-        tokio::task::spawn_blocking(move || {
-            lock(&writer)
-                .conn
-                .prepare_cached(
-                    "INSERT INTO drift_baselines (project, name, dimension, spec, created_ms) \
+        self.write_with(move |conn, _| {
+            conn.prepare_cached(
+                "INSERT INTO drift_baselines (project, name, dimension, spec, created_ms) \
                      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (project, name) DO UPDATE SET \
                      dimension = excluded.dimension, spec = excluded.spec, \
                      created_ms = excluded.created_ms",
-                )?
-                .execute(params![
-                    project,
-                    baseline.name,
-                    baseline.dimension,
-                    spec,
-                    baseline.created_ms
-                ])?;
-            Ok::<_, StoreError>(())
+            )?
+            .execute(params![
+                project,
+                baseline.name,
+                baseline.dimension,
+                spec,
+                baseline.created_ms
+            ])?;
+            Ok(())
         })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
+        .await?;
         self.sync().await
     }
 
@@ -1913,17 +1905,15 @@ impl Store for SqliteStore {
     }
 
     async fn delete_baseline(&self, project: &str, name: &str) -> Result<bool, StoreError> {
-        let writer = Arc::clone(&self.writer);
         let (project, name) = (project.to_owned(), name.to_owned());
-        let existed = tokio::task::spawn_blocking(move || {
-            let n = lock(&writer)
-                .conn
-                .prepare_cached("DELETE FROM drift_baselines WHERE project = ?1 AND name = ?2")?
-                .execute(params![project, name])?;
-            Ok::<_, StoreError>(n > 0)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
+        let existed = self
+            .write_with(move |conn, _| {
+                let n = conn
+                    .prepare_cached("DELETE FROM drift_baselines WHERE project = ?1 AND name = ?2")?
+                    .execute(params![project, name])?;
+                Ok(n > 0)
+            })
+            .await?;
         if existed {
             self.sync().await?;
         }

@@ -1,0 +1,66 @@
+//! What the query benchmarks share: the populated database of N generated requests over 30 days.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use llmwatch::config::Durability;
+use llmwatch::core::pricing::PriceTable;
+use llmwatch::core::rollup::PricedRecord;
+use llmwatch::core::time::DAY_MS;
+use llmwatch::core::traffic::TrafficGenerator;
+use llmwatch::store::sqlite::SqliteStore;
+use llmwatch::store::{DEFAULT_PROJECT, Store};
+
+pub const END_MS: i64 = 1_772_323_200_000; // 2026-03-01T00:00:00Z
+pub const DAYS: i64 = 30;
+pub const START_MS: i64 = END_MS - DAYS * DAY_MS;
+
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Opens `db`, filling it first with `records` requests of the demo generator (seed 7) over the
+/// 30 days before `END_MS` unless it already holds exactly that many.
+pub async fn populated(db: &std::path::Path, records: u64) -> SqliteStore {
+    let store = SqliteStore::open(db, Durability::Normal).unwrap();
+    let have = store.count_requests().await.unwrap();
+    if have == records {
+        return store;
+    }
+    assert_eq!(
+        have,
+        0,
+        "{} holds {have} records, not {records}",
+        db.display()
+    );
+    let prices = PriceTable::builtin();
+    let t = Instant::now();
+    let mut generator = TrafficGenerator::new(7);
+    let mut batch = Vec::with_capacity(10_000);
+    for r in generator.history_iter(START_MS, END_MS, records / DAYS as u64) {
+        batch.push(PricedRecord::new(r, &prices));
+        if batch.len() == 10_000 {
+            store
+                .write(DEFAULT_PROJECT, Arc::new(std::mem::take(&mut batch)))
+                .await
+                .unwrap();
+        }
+    }
+    store.write(DEFAULT_PROJECT, Arc::new(batch)).await.unwrap();
+    eprintln!(
+        "populated {} records in {:.1} s",
+        store.count_requests().await.unwrap(),
+        t.elapsed().as_secs_f64()
+    );
+    store
+}
