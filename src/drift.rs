@@ -857,4 +857,41 @@ mod tests {
         let r = hour_range(Range::new(2 * HOUR_MS, 2 * HOUR_MS));
         assert_eq!((r.from_ms, r.to_ms), (2 * HOUR_MS, 3 * HOUR_MS));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The README's bounds for numeric checks read from sketches instead of raw values:
+        /// KS within the largest share one bucket holds on either side, Wasserstein within 1% of
+        /// the sum of the two means.
+        #[test]
+        fn checks_from_sketches_stay_within_the_documented_bounds(
+            b in proptest::collection::vec(0.5f64..5_000.0, 30..400),
+            c in proptest::collection::vec(0.5f64..5_000.0, 30..400),
+            scale in 0.5f64..2.0,
+        ) {
+            let c: Vec<f64> = c.into_iter().map(|x| x * scale).collect();
+            let raw = |v: &[f64]| -> Vec<(f64, f64)> { v.iter().map(|x| (*x, 1.0)).collect() };
+            let sketch = |v: &[f64]| {
+                let mut s = Sketch::new();
+                for x in v {
+                    s.insert(*x);
+                }
+                s
+            };
+            let (sb, sc) = (sketch(&b), sketch(&c));
+            let largest_bucket = |s: &Sketch, n: usize| {
+                s.bins().iter().map(|(_, k)| *k as f64 / n as f64).fold(0.0, f64::max)
+            };
+            let bound = largest_bucket(&sb, b.len()).max(largest_bucket(&sc, c.len()));
+            let ks_raw = ks_2samp(&raw(&b), &raw(&c)).statistic;
+            let ks_sketch = ks_2samp(&sample_of(&sb), &sample_of(&sc)).statistic;
+            proptest::prop_assert!((ks_raw - ks_sketch).abs() <= bound + 1e-12,
+                "KS raw {ks_raw} sketch {ks_sketch} bound {bound}");
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let w_raw = wasserstein(&raw(&b), &raw(&c));
+            let w_sketch = wasserstein(&sample_of(&sb), &sample_of(&sc));
+            proptest::prop_assert!((w_raw - w_sketch).abs() <= 0.01 * (mean(&b) + mean(&c)) + 1e-9,
+                "W raw {w_raw} sketch {w_sketch}");
+        }
+    }
 }
