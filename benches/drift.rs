@@ -11,7 +11,7 @@ use std::time::Instant;
 
 mod common;
 
-use common::{END_MS, env_u64, median, populated};
+use common::{END_MS, env_u64, populated, timed};
 
 use llmwatch::core::time::{DAY_MS, Range};
 use llmwatch::drift::{DriftReport, DriftRequest, Method, check};
@@ -36,17 +36,7 @@ fn raw_counts(db: &std::path::Path, range: Range) -> BTreeMap<String, u64> {
 }
 
 async fn time_check(store: &SqliteStore, req: &DriftRequest) -> (f64, DriftReport) {
-    let mut times = Vec::new();
-    let mut last = None;
-    for i in 0..23 {
-        let t = Instant::now();
-        let r = check(store, DEFAULT_PROJECT, req).await.unwrap();
-        if i >= 3 {
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        last = Some(r);
-    }
-    (median(times), last.unwrap())
+    timed(|| async { check(store, DEFAULT_PROJECT, req).await.unwrap() }).await
 }
 
 #[tokio::main]

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 mod common;
 
-use common::{DAYS, END_MS, START_MS, env_u64, median, populated};
+use common::{DAYS, END_MS, START_MS, env_u64, populated, timed};
 use llmwatch::core::rollup::Scope;
 use llmwatch::core::time::{DAY_MS, Range};
 use llmwatch::operations::{LatencyReport, latency};
@@ -33,17 +33,7 @@ fn exact_from_raw(db: &std::path::Path, range: Range, model: Option<&str>) -> (f
 }
 
 async fn time_sketch(store: &SqliteStore, range: Range, scope: &Scope) -> (f64, LatencyReport) {
-    let mut times = Vec::new();
-    let mut last = None;
-    for i in 0..23 {
-        let t = Instant::now();
-        let r = latency(store, DEFAULT_PROJECT, range, scope).await.unwrap();
-        if i >= 3 {
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        last = Some(r);
-    }
-    (median(times), last.unwrap())
+    timed(|| async { latency(store, DEFAULT_PROJECT, range, scope).await.unwrap() }).await
 }
 
 #[tokio::main]

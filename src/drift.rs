@@ -181,9 +181,9 @@ pub fn parse_baseline(body: &Value, now_ms: i64) -> Result<StoredBaseline, Drift
         .into_iter()
         .filter(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
         .collect();
-    if given.len() != 1 && !(given == ["from"] || given.is_empty()) {
+    if given.len() > 1 {
         return Err(invalid(
-            given.get(1).copied().unwrap_or("values"),
+            given[1],
             "give exactly one of values, counts, from/to, window",
         ));
     }
@@ -455,30 +455,39 @@ pub async fn check(
         ),
     };
     let current = from_rollups(store, project, window, req, kind).await?;
-    let mut report = compare(
-        &req.dimension,
+    let about = About {
+        dimension: &req.dimension,
+        baseline: BaselineInfo {
+            name: stored.map(|b| b.name),
+            kind: info.0,
+            from_ms: info.1.map(|r| r.from_ms),
+            to_ms: info.1.map(|r| r.to_ms),
+        },
+        window: Span {
+            from_ms: window.from_ms,
+            to_ms: window.to_ms,
+        },
+    };
+    Ok(compare(
+        about,
         &baseline,
         &current,
         req.method,
         req.threshold,
         req.min_samples,
-    );
-    report.baseline = BaselineInfo {
-        name: stored.map(|b| b.name),
-        kind: info.0,
-        from_ms: info.1.map(|r| r.from_ms),
-        to_ms: info.1.map(|r| r.to_ms),
-    };
-    report.window = Span {
-        from_ms: window.from_ms,
-        to_ms: window.to_ms,
-    };
-    Ok(report)
+    ))
+}
+
+/// What a report is about: echoed in it as given.
+struct About<'a> {
+    dimension: &'a str,
+    baseline: BaselineInfo,
+    window: Span,
 }
 
 /// The pure part of a check: the verdict on two distributions.
 fn compare(
-    dimension: &str,
+    about: About<'_>,
     baseline: &Distribution,
     current: &Distribution,
     method: Method,
@@ -497,7 +506,7 @@ fn compare(
     };
     let threshold = threshold.unwrap_or(method.default_threshold());
     let mut report = DriftReport {
-        dimension: dimension.to_owned(),
+        dimension: about.dimension.to_owned(),
         method: method.name(),
         score: None,
         p_value: None,
@@ -509,16 +518,8 @@ fn compare(
         changes: Vec::new(),
         new_values: Vec::new(),
         missing_values: Vec::new(),
-        baseline: BaselineInfo {
-            name: None,
-            kind: "rolling",
-            from_ms: None,
-            to_ms: None,
-        },
-        window: Span {
-            from_ms: 0,
-            to_ms: 0,
-        },
+        baseline: about.baseline,
+        window: about.window,
     };
     if b_size < min_samples || c_size < min_samples {
         report.reason = Some(format!(
@@ -673,6 +674,22 @@ fn truncate(s: &str, n: usize) -> String {
 mod tests {
     use super::*;
 
+    fn about(dimension: &str) -> About<'_> {
+        About {
+            dimension,
+            baseline: BaselineInfo {
+                name: None,
+                kind: "counts",
+                from_ms: None,
+                to_ms: None,
+            },
+            window: Span {
+                from_ms: 0,
+                to_ms: HOUR_MS,
+            },
+        }
+    }
+
     fn counts(pairs: &[(&str, u64)]) -> Distribution {
         Distribution::Counts(pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect())
     }
@@ -695,7 +712,7 @@ mod tests {
     #[test]
     fn auto_picks_a_test_for_small_samples_and_a_distance_above() {
         let small = compare(
-            "m",
+            about("m"),
             &counts(&[("a", 50), ("b", 50)]),
             &counts(&[("a", 60), ("b", 40)]),
             Method::Auto,
@@ -706,7 +723,7 @@ mod tests {
         assert!(small.p_value.is_some());
         assert_eq!(small.threshold, 0.05);
         let big = compare(
-            "m",
+            about("m"),
             &counts(&[("a", 5000), ("b", 5000)]),
             &counts(&[("a", 60), ("b", 40)]),
             Method::Auto,
@@ -721,7 +738,7 @@ mod tests {
     #[test]
     fn too_few_observations_give_no_verdict() {
         let r = compare(
-            "m",
+            about("m"),
             &counts(&[("a", 29)]),
             &counts(&[("b", 500)]),
             Method::Kl,
@@ -746,12 +763,19 @@ mod tests {
             ("support", 20),
             ("complaint", 30),
         ]);
-        let r = compare("attributes.question_category", &b, &c, Method::Kl, None, 30);
+        let r = compare(
+            about("attributes.question_category"),
+            &b,
+            &c,
+            Method::Kl,
+            None,
+            30,
+        );
         assert!(r.drift_detected, "{r:?}");
         assert_eq!(r.new_values, vec!["complaint"]);
         assert_eq!(r.changes[0].value, "complaint");
         assert!((r.changes[0].current_share - 0.3).abs() < 1e-12);
-        let same = compare("x", &b, &b, Method::Kl, None, 30);
+        let same = compare(about("x"), &b, &b, Method::Kl, None, 30);
         assert_eq!(same.score, Some(0.0));
         assert!(!same.drift_detected);
     }
@@ -761,7 +785,7 @@ mod tests {
         let b: Vec<(f64, f64)> = (0..2000).map(|i| (100.0 + (i % 100) as f64, 1.0)).collect();
         let c: Vec<(f64, f64)> = (0..2000).map(|i| (150.0 + (i % 100) as f64, 1.0)).collect();
         let r = compare(
-            "output_tokens",
+            about("output_tokens"),
             &Distribution::Sample(b.clone()),
             &Distribution::Sample(c),
             Method::Auto,
@@ -774,7 +798,7 @@ mod tests {
         assert!(r.drift_detected);
         assert!(!r.changes.is_empty());
         let same = compare(
-            "output_tokens",
+            about("output_tokens"),
             &Distribution::Sample(b.clone()),
             &Distribution::Sample(b),
             Method::Ks,

@@ -6,7 +6,8 @@
 //!   synthetic traffic. No I/O.
 //! - [`config`]: the TOML config contract, validated once into [`config::Config`].
 //! - [`store`]: the storage trait and its embedded SQLite backend.
-//! - [`pipeline`]: the single writer: queued batches, group commit, acknowledgement after commit.
+//! - [`pipeline`]: the single writer: queued batches, group commit, acknowledgement after the
+//!   fsync that makes a group durable (on its own task).
 //! - [`report`]: daily/cost reports and budget states from store totals.
 //! - [`operations`]: latency percentiles by stage, error rate, throughput, time series.
 //! - [`drift`]: drift checks: baselines, windows, tests, what moved.

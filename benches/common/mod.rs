@@ -29,6 +29,24 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Runs a query 23 times and returns the median milliseconds of the last 20 (the first 3 warm
+/// the caches) with the last answer.
+pub async fn timed<T, F: std::future::Future<Output = T>>(
+    mut query: impl FnMut() -> F,
+) -> (f64, T) {
+    let mut times = Vec::new();
+    let mut last = None;
+    for i in 0..23 {
+        let t = Instant::now();
+        let r = query().await;
+        if i >= 3 {
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        last = Some(r);
+    }
+    (median(times), last.expect("23 runs"))
+}
+
 /// Opens `db`, filling it first with about `records` requests of the demo generator (seed 7) over
 /// the 30 days before `END_MS` unless it is already filled (a `BENCH_DB` kept from a run).
 pub async fn populated(db: &std::path::Path, records: u64) -> SqliteStore {

@@ -38,8 +38,8 @@ impl From<DriftError> for ApiError {
     }
 }
 
-/// The parameters of a check shared by the API and the CLI's server mode.
-pub fn drift_request(
+/// The parameters of a check.
+fn drift_request(
     p: &HashMap<String, String>,
     now_ms: i64,
     min_samples: u64,

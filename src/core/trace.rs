@@ -20,15 +20,22 @@ pub const OTHER_STAGE: &str = "other";
 /// Adds `incoming` spans to a trace's stored spans: a span id already present is replaced by
 /// its newer copy. Keeps the set sorted by (start, span id). Returns whether anything changed.
 pub fn merge_spans(spans: &mut Vec<SpanSummary>, incoming: Vec<SpanSummary>) -> bool {
+    // By span id: an agent trace may hold thousands of spans, merged a batch at a time.
+    let mut index: HashMap<u64, usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span_id, i))
+        .collect();
     let mut changed = false;
     for span in incoming {
-        match spans.iter_mut().find(|s| s.span_id == span.span_id) {
-            Some(old) if *old == span => {}
-            Some(old) => {
-                *old = span;
+        match index.get(&span.span_id) {
+            Some(&i) if spans[i] == span => {}
+            Some(&i) => {
+                spans[i] = span;
                 changed = true;
             }
             None => {
+                index.insert(span.span_id, spans.len());
                 spans.push(span);
                 changed = true;
             }
