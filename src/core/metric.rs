@@ -382,6 +382,40 @@ mod tests {
     }
 
     #[test]
+    fn exponential_histograms_milliseconds_and_delta_temporality() {
+        use opentelemetry_proto::tonic::metrics::v1::{
+            ExponentialHistogram, ExponentialHistogramDataPoint,
+        };
+        let req = export(vec![Metric {
+            name: DURATION_METRIC.into(),
+            unit: "ms".into(),
+            data: Some(Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![ExponentialHistogramDataPoint {
+                    attributes: vec![kv("gen_ai.response.model", "gpt-4o-mini")],
+                    start_time_unix_nano: 1_000_000_000,
+                    time_unix_nano: 61_000_000_000,
+                    count: 4,
+                    sum: Some(2_500.0),
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+            })),
+            ..Default::default()
+        }]);
+        let (points, errors) = read_points(&req);
+        assert!(errors.is_empty(), "{errors:?}");
+        let p = &points[0];
+        assert_eq!(p.model, "gpt-4o-mini");
+        assert!(!p.cumulative);
+        assert_eq!((p.count, p.sum), (4, 2.5), "2,500 ms read as 2.5 s");
+        let t = contribution(p, p.count, p.sum, &PriceTable::builtin());
+        assert_eq!(
+            (t.requests, t.duration_ms_sum, t.unpriced_requests),
+            (4, 2500.0, 0)
+        );
+    }
+
+    #[test]
     fn cumulative_points_become_deltas() {
         let base = MetricPoint {
             stream: "s".into(),
