@@ -23,7 +23,12 @@ pub struct App {
 impl App {
     /// Opens the store and starts the writer. Must run inside a tokio runtime.
     pub fn build(config: Config, clock: Clock) -> Result<App, StoreError> {
-        let store = Arc::new(SqliteStore::open(&config.db, config.durability)?);
+        let store = Arc::new(SqliteStore::open_with(
+            &config.db,
+            config.durability,
+            config.quality.clone(),
+            config.capture_content.then_some(config.heuristics),
+        )?);
         let metrics = Arc::new(Metrics::new(config.max_label_values));
         let (writer, writer_task) = Writer::spawn(
             store.clone(),
@@ -32,6 +37,7 @@ impl App {
                 queue: config.writer_queue,
                 prices: Arc::clone(&config.pricing),
                 trace_grace_ms: config.otlp.grace_ms,
+                on_new_record: None,
                 clock: Arc::clone(&clock),
             },
         );

@@ -54,6 +54,35 @@ pub enum Command {
     /// The price table.
     #[command(subcommand)]
     Pricing(PricingCommand),
+    /// Export data for other tools.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// The golden regression dataset: one JSON line per corrected input (the newest
+    /// correction wins), to stdout.
+    Golden(GoldenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GoldenArgs {
+    /// Only corrections given since: YYYY-MM-DD (UTC), RFC 3339 or unix ms.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only corrections of requests of this feature.
+    #[arg(long)]
+    pub feature: Option<String>,
+    /// SQLite database file to read [default: config `db`, else ./llmwatch.db].
+    #[arg(long, conflicts_with = "server")]
+    pub db: Option<PathBuf>,
+    /// TOML config file.
+    #[arg(long, env = "LLMWATCH_CONFIG", conflicts_with = "server")]
+    pub config: Option<PathBuf>,
+    /// Ask a running server instead, e.g. http://127.0.0.1:4318.
+    #[arg(long)]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +294,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Latency(args) => latency(args).await,
         Command::Drift(args) => drift(args).await,
         Command::Pricing(cmd) => pricing(cmd),
+        Command::Export(ExportCommand::Golden(args)) => export_golden(args).await,
     }
 }
 
@@ -397,8 +427,70 @@ fn open_local(source: &SourceArgs) -> Result<(Config, SqliteStore)> {
             config.db.display()
         );
     }
-    let store = SqliteStore::open(&config.db, config.durability)?;
+    let store = SqliteStore::open_with(&config.db, config.durability, config.quality.clone(), None)?;
     Ok((config, store))
+}
+
+async fn export_golden(args: GoldenArgs) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match &args.server {
+        Some(server) => {
+            let mut query = Vec::new();
+            if let Some(since) = &args.since {
+                query.push(format!("since={}", url_encode(since)));
+            }
+            if let Some(feature) = &args.feature {
+                query.push(format!("feature={}", url_encode(feature)));
+            }
+            let url = format!(
+                "{}/api/v1/export/golden?{}",
+                server.trim_end_matches('/'),
+                query.join("&")
+            );
+            let resp = reqwest::get(&url)
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            let status = resp.status();
+            let skipped = resp
+                .headers()
+                .get("x-llmwatch-skipped")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            let text = resp.text().await.context("reading the export")?;
+            if !status.is_success() {
+                bail!("server answered {status}: {text}");
+            }
+            out.write_all(text.as_bytes())?;
+            report_skipped(skipped);
+        }
+        None => {
+            let source = SourceArgs {
+                db: args.db.clone(),
+                config: args.config.clone(),
+                server: None,
+                format: Format::Json,
+            };
+            let (config, store) = open_local(&source)?;
+            let since = crate::api::parse_since(args.since.as_deref())
+                .map_err(|m| anyhow::anyhow!("--since: {m}"))?;
+            let (rows, skipped) =
+                crate::quality::golden(&store, DEFAULT_PROJECT, since, args.feature.clone()).await?;
+            for r in &rows {
+                writeln!(out, "{}", crate::api::golden_line(r, config.timezone))?;
+            }
+            report_skipped(skipped);
+        }
+    }
+    Ok(())
+}
+
+fn report_skipped(skipped: usize) {
+    if skipped > 0 {
+        eprintln!(
+            "{skipped} correction(s) left out: their request or its captured input is unknown"
+        );
+    }
 }
 
 async fn get_json(server: &str, path_and_query: &str) -> Result<Value> {

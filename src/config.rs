@@ -8,7 +8,9 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use crate::core::heuristics::HeuristicSet;
 use crate::core::pricing::{PriceEntry, PriceTable};
+use crate::core::quality::{QualityRules, check_score};
 use crate::core::rollup::Scope;
 use crate::core::span::{ExtractOptions, StageRule};
 use crate::core::time::{Period, parse_tz};
@@ -85,6 +87,57 @@ pub struct RawConfig {
     pub drift: Vec<RawDriftMonitor>,
     /// Fewest observations on each side for a drift verdict (default 30).
     pub drift_min_samples: Option<u64>,
+    /// How answers are judged: the composite, its threshold, escalation, heuristics.
+    #[serde(default)]
+    pub quality: RawQuality,
+}
+
+/// The `[quality]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuality {
+    /// Score names whose mean is a request's composite (default relevance, completeness,
+    /// safety); a request has a composite once it has every one of them.
+    pub composite: Option<Vec<String>>,
+    /// A composite below this is a bad answer (default 0.7; a multiple of 0.01).
+    pub threshold: Option<f64>,
+    /// Bad answers in a row, per feature, that raise an escalation (default 5).
+    pub escalation_streak: Option<u32>,
+    /// The built-in heuristic evaluators (all on by default; they run when content is
+    /// captured).
+    #[serde(default)]
+    pub heuristics: HeuristicSet,
+}
+
+impl RawQuality {
+    fn validate(self) -> Result<QualityRules, ConfigError> {
+        let defaults = QualityRules::default();
+        let composite = self.composite.unwrap_or(defaults.composite);
+        if composite.is_empty() {
+            return Err(invalid("quality.composite", "must name at least one score"));
+        }
+        for (i, name) in composite.iter().enumerate() {
+            check_score(name, 0.0)
+                .map_err(|(_, m)| invalid(format!("quality.composite[{i}]"), m))?;
+        }
+        let threshold = self.threshold.unwrap_or(defaults.threshold);
+        // Histograms keep 0.01 buckets: a threshold on a bucket edge keeps the share exact.
+        if !(0.0..=1.0).contains(&threshold) || ((threshold * 100.0).round() - threshold * 100.0).abs() > 1e-6 {
+            return Err(invalid(
+                "quality.threshold",
+                "must be in 0..1 with at most two decimals (e.g. 0.7)",
+            ));
+        }
+        let streak = self.escalation_streak.unwrap_or(defaults.streak);
+        if streak == 0 {
+            return Err(invalid("quality.escalation_streak", "must be at least 1"));
+        }
+        Ok(QualityRules {
+            composite,
+            threshold,
+            streak,
+        })
+    }
 }
 
 /// One `[[drift]]` table.
@@ -183,6 +236,8 @@ pub struct Config {
     pub otlp: OtlpConfig,
     pub drift: Vec<Monitor>,
     pub drift_min_samples: u64,
+    pub quality: QualityRules,
+    pub heuristics: HeuristicSet,
 }
 
 impl Config {
@@ -316,6 +371,8 @@ impl RawConfig {
         }
         let capture_content = self.capture_content.unwrap_or(false);
         let otlp = self.otlp.validate(capture_content)?;
+        let heuristics = self.quality.heuristics;
+        let quality = self.quality.validate()?;
         Ok(Config {
             listen,
             db: self.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
@@ -330,6 +387,8 @@ impl RawConfig {
             otlp,
             drift,
             drift_min_samples,
+            quality,
+            heuristics,
         })
     }
 }

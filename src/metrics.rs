@@ -489,6 +489,7 @@ mod tests {
             output: None,
             input_chars: None,
             output_chars: None,
+            scores: Vec::new(),
         }
     }
 

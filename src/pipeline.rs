@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::api::Clock;
+use crate::core::feedback::Feedback;
 use crate::core::metric::MetricPoint;
+use crate::core::quality::Score;
 use crate::core::pricing::PriceTable;
 use crate::core::rollup::PricedRecord;
 use crate::metrics::Metrics;
@@ -36,6 +38,11 @@ enum Payload {
         points: Vec<MetricPoint>,
         received_ms: i64,
     },
+    Scores(Vec<Score>),
+    Feedback {
+        items: Vec<Feedback>,
+        received_ms: i64,
+    },
 }
 
 impl Payload {
@@ -44,6 +51,8 @@ impl Payload {
             Payload::Records(r) => r.len(),
             Payload::Traces { fragments, .. } => fragments.iter().map(|f| f.spans.len()).sum(),
             Payload::Metrics { points, .. } => points.len(),
+            Payload::Scores(s) => s.len(),
+            Payload::Feedback { items, .. } => items.len(),
         }
     }
 
@@ -78,7 +87,13 @@ pub struct WriterOptions {
     /// How long a trace may wait for its root span before it becomes a record without it.
     pub trace_grace_ms: i64,
     pub clock: Clock,
+    /// Told of every record new to the store once committed (the LLM judge samples them).
+    /// Must not block: it runs on the writer task.
+    pub on_new_record: Option<RecordHook>,
 }
+
+/// See [`WriterOptions::on_new_record`]: (project, record).
+pub type RecordHook = Arc<dyn Fn(&str, &PricedRecord) + Send + Sync>;
 
 /// Handle to the writer task. Cloning is cheap; the task stops once every handle is dropped
 /// and the queue is drained.
@@ -151,6 +166,29 @@ impl Writer {
             },
         )
         .await
+    }
+
+    /// Queues scores and waits until they are durably committed (and their requests'
+    /// quality settled).
+    pub async fn submit_scores(&self, project: &str, scores: Vec<Score>) -> Result<(), SubmitError> {
+        if scores.is_empty() {
+            return Ok(());
+        }
+        self.send(project, Payload::Scores(scores)).await
+    }
+
+    /// Queues feedback and waits until it is durably committed.
+    pub async fn submit_feedback(
+        &self,
+        project: &str,
+        items: Vec<Feedback>,
+        received_ms: i64,
+    ) -> Result<(), SubmitError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.send(project, Payload::Feedback { items, received_ms })
+            .await
     }
 
     async fn send(&self, project: &str, payload: Payload) -> Result<(), SubmitError> {
@@ -300,6 +338,9 @@ async fn commit(
             for (i, pr) in batch.iter().enumerate() {
                 if replaced.next_if_eq(&&i).is_none() {
                     metrics.observe(pr);
+                    if let Some(hook) = &options.on_new_record {
+                        hook(project, pr);
+                    }
                 }
             }
         }
@@ -322,6 +363,11 @@ async fn commit(
                 .await
                 .map_err(|e| e.to_string())?;
             observe_traces(metrics, &summary);
+            if let Some(hook) = &options.on_new_record {
+                for pr in &summary.new_records {
+                    hook(project, pr);
+                }
+            }
         }
         Payload::Metrics { received_ms, .. } => {
             let received_ms = *received_ms;
@@ -348,6 +394,33 @@ async fn commit(
                 );
             }
         }
+        Payload::Scores(_) => {
+            let scores: Vec<Score> = group
+                .iter_mut()
+                .flat_map(|job| match &mut job.payload {
+                    Payload::Scores(s) => std::mem::take(s),
+                    _ => Vec::new(),
+                })
+                .collect();
+            store
+                .write_scores(project, Arc::new(scores))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Payload::Feedback { received_ms, .. } => {
+            let received_ms = *received_ms;
+            let items: Vec<Feedback> = group
+                .iter_mut()
+                .flat_map(|job| match &mut job.payload {
+                    Payload::Feedback { items, .. } => std::mem::take(items),
+                    _ => Vec::new(),
+                })
+                .collect();
+            store
+                .write_feedback(project, Arc::new(items), received_ms)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }
@@ -372,7 +445,10 @@ mod tests {
 
     use crate::core::sketch::Sketch;
     use crate::core::time::Range;
+    use crate::core::feedback::{Feedback, FeedbackCounts};
+    use crate::core::quality::Score;
     use crate::store::{
+        Escalation, FeedbackScope, GoldenExample, QualityData, QualityQuery,
         DriftScope, GroupTotals, MetricWriteSummary, StoreError, StoredBaseline, StoredRequest,
         TotalsQuery, WriteSummary,
     };
@@ -479,6 +555,57 @@ mod tests {
         async fn delete_baseline(&self, project: &str, name: &str) -> Result<bool, StoreError> {
             self.inner.delete_baseline(project, name).await
         }
+        async fn write_scores(
+            &self,
+            project: &str,
+            batch: Arc<Vec<Score>>,
+        ) -> Result<(), StoreError> {
+            self.inner.write_scores(project, batch).await
+        }
+        async fn write_feedback(
+            &self,
+            project: &str,
+            batch: Arc<Vec<Feedback>>,
+            received_ms: i64,
+        ) -> Result<(), StoreError> {
+            self.inner.write_feedback(project, batch, received_ms).await
+        }
+        async fn quality(&self, query: QualityQuery) -> Result<QualityData, StoreError> {
+            self.inner.quality(query).await
+        }
+        async fn escalations(
+            &self,
+            project: &str,
+            range: Range,
+            feature: Option<String>,
+            limit: usize,
+        ) -> Result<Vec<Escalation>, StoreError> {
+            self.inner.escalations(project, range, feature, limit).await
+        }
+        async fn feedback_counts(
+            &self,
+            project: &str,
+            range: Range,
+            scope: FeedbackScope,
+        ) -> Result<FeedbackCounts, StoreError> {
+            self.inner.feedback_counts(project, range, scope).await
+        }
+        async fn complaints(
+            &self,
+            project: &str,
+            range: Range,
+            limit: usize,
+        ) -> Result<Vec<(String, String, i64)>, StoreError> {
+            self.inner.complaints(project, range, limit).await
+        }
+        async fn corrections(
+            &self,
+            project: &str,
+            since_ms: i64,
+            feature: Option<String>,
+        ) -> Result<Vec<GoldenExample>, StoreError> {
+            self.inner.corrections(project, since_ms, feature).await
+        }
     }
 
     async fn submit_one(fail_sync: bool) -> (Result<(), SubmitError>, Vec<&'static str>) {
@@ -497,6 +624,7 @@ mod tests {
                 prices: Arc::clone(&prices),
                 trace_grace_ms: 30_000,
                 clock: Arc::new(|| 0),
+                on_new_record: None,
             },
         );
         let records: Vec<PricedRecord> = TrafficGenerator::new(1)

@@ -731,11 +731,14 @@ async fn character_counts_survive_when_texts_are_not_kept() {
     assert_eq!((s.count(), s.min()), (1, Some(2.0)));
 }
 
-/// Reverts a database to schema version 2 (as a release before drift left it).
+/// Reverts a database to schema version 2 (as a release before drift left it; the later
+/// quality tables go too).
 fn downgrade_to_v2(db: &Path) {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.execute_batch(
-        "DROP TABLE rollup_values_1h; DROP TABLE rollup_numeric_1h; DROP TABLE drift_baselines;
+        "DROP TABLE request_quality; DROP TABLE rollup_quality_1h; DROP TABLE quality_streaks;
+         DROP TABLE quality_escalations; DROP TABLE feedback;
+         DROP TABLE rollup_values_1h; DROP TABLE rollup_numeric_1h; DROP TABLE drift_baselines;
          ALTER TABLE requests DROP COLUMN input_chars; ALTER TABLE requests DROP COLUMN output_chars;
          PRAGMA user_version = 2;",
     )

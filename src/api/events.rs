@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::{ApiError, AppState, read_body};
+use crate::core::quality::heuristic_scores;
 use crate::core::record::parse_event;
 use crate::core::rollup::PricedRecord;
 use crate::store::DEFAULT_PROJECT;
@@ -71,9 +72,12 @@ async fn ingest(
     for (index, item) in items.into_iter().enumerate() {
         match parse_event(item, now) {
             Ok(mut record) => {
-                // The texts go, their lengths (`input_chars`/`output_chars`, counted by
-                // `parse_event` from the texts) stay.
-                if !capture {
+                if capture {
+                    let verdicts = heuristic_scores(&record, &state.config.heuristics, now);
+                    record.scores.extend(verdicts);
+                } else {
+                    // The texts go, their lengths (`input_chars`/`output_chars`, counted by
+                    // `parse_event` from the texts) stay.
                     record.input = None;
                     record.output = None;
                 }

@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod operations;
 mod otlp;
+mod quality;
 mod reports;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::get;
 
 pub use error::ApiError;
+pub use quality::{golden_line, parse_since};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -49,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(operations::router())
         .merge(otlp::router())
         .merge(drift::router())
+        .merge(quality::router())
         // Ingest enforces its own, configured limit with the API's error shape.
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::trace::TraceLayer::new_for_http())

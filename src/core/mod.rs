@@ -1,8 +1,12 @@
 //! The pure domain: no I/O, no clock reads, no logging. Time is always an argument.
 
+pub mod cluster;
 pub mod drift;
+pub mod feedback;
+pub mod heuristics;
 pub mod metric;
 pub mod pricing;
+pub mod quality;
 pub mod record;
 pub mod rollup;
 pub mod sketch;

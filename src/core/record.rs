@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::quality::{Score, ScoreSource, check_score};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Number, Value};
@@ -99,6 +100,10 @@ pub struct Record {
     /// Length of `output`, as `input_chars`.
     #[serde(default)]
     pub output_chars: Option<u64>,
+    /// Scores that came with the request (an event's `scores`, a trace's evaluations, the
+    /// heuristic evaluators); stored in the scores table, not in the request row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<Score>,
 }
 
 /// Length of a text in Unicode scalar values (what `input_chars`/`output_chars` count).
@@ -207,6 +212,8 @@ struct RawEvent<'a> {
     input_chars: Option<&'a RawValue>,
     #[serde(borrow, default)]
     output_chars: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    scores: Option<&'a RawValue>,
 }
 
 /// Parses and validates one event given as JSON text (one NDJSON line or one array item).
@@ -308,6 +315,23 @@ pub fn parse_event(text: &str, now_ms: i64) -> Result<Record, RecordError> {
     let output_chars = optional_tokens(e.output_chars, "output_chars")?
         .or_else(|| output.as_deref().map(char_count));
 
+    let mut scores = Vec::new();
+    for (name, raw) in object(e.scores, "scores", "score name -> number in 0..1")? {
+        let field = format!("scores.{name}");
+        let value = serde_json::from_str::<f64>(raw.get()).map_err(|_| {
+            RecordError::new(&field, format!("expected a number in 0..1, got {}", brief(raw)))
+        })?;
+        check_score(&name, value).map_err(|(_, m)| RecordError::new(&field, m))?;
+        scores.push(Score {
+            request_id: request_id.clone(),
+            name,
+            value,
+            source: ScoreSource::Api,
+            comment: None,
+            ts_ms: now_ms,
+        });
+    }
+
     Ok(Record {
         request_id,
         timestamp_ms,
@@ -328,6 +352,7 @@ pub fn parse_event(text: &str, now_ms: i64) -> Result<Record, RecordError> {
         output,
         input_chars,
         output_chars,
+        scores,
     })
 }
 

@@ -240,6 +240,7 @@ pub fn assemble(
         attributes,
         input_chars: input.as_deref().map(char_count),
         output_chars: output.as_deref().map(char_count),
+        scores: Vec::new(),
         input,
         output,
     };

@@ -856,6 +856,7 @@ impl TrafficGenerator {
             attributes,
             input_chars: Some(char_count(input_text(feature.text, category, lang))),
             output_chars: output.as_deref().map(char_count),
+            scores: Vec::new(),
             input: Some(input_text(feature.text, category, lang).to_owned()),
             output,
         }

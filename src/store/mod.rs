@@ -5,13 +5,18 @@
 //! label combinations no rollup carries).
 
 pub mod sqlite;
+mod sqlite_quality;
+
+pub use sqlite_quality::{Escalation, FeedbackScope, GoldenExample, QualityData, QualityQuery};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::core::feedback::{Feedback, FeedbackCounts};
 use crate::core::metric::MetricPoint;
+use crate::core::quality::Score;
 use crate::core::pricing::PriceTable;
 use crate::core::rollup::{Dimension, PricedRecord, Scope, Totals};
 use crate::core::sketch::{Sketch, SketchSet};
@@ -39,6 +44,12 @@ pub enum StoreError {
     Corrupt(String),
     #[error("storage task failed: {0}")]
     Task(String),
+}
+
+impl From<rusqlite::types::FromSqlError> for StoreError {
+    fn from(e: rusqlite::types::FromSqlError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
 }
 
 /// What a write did.
@@ -143,7 +154,8 @@ pub struct GroupTotals {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRequest {
     pub priced: PricedRecord,
-    /// Scores of the request, by name (one source per name: the last stored wins).
+    /// Scores of the request, by name: of several sources, the first in
+    /// `core::quality::ScoreSource` order (human, api, model, heuristic).
     pub scores: BTreeMap<String, f64>,
 }
 
@@ -256,4 +268,53 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a baseline; returns whether it existed. Durable on return.
     async fn delete_baseline(&self, project: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores scores (the same request, name and source replaces the earlier one) and
+    /// settles the quality of their requests. Returns once committed.
+    async fn write_scores(&self, project: &str, batch: Arc<Vec<Score>>) -> Result<(), StoreError>;
+
+    /// Stores feedback (thumbs also become `user_rating` scores). Returns once committed.
+    async fn write_feedback(
+        &self,
+        project: &str,
+        batch: Arc<Vec<Feedback>>,
+        received_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Score histograms and streaks over a range.
+    async fn quality(&self, query: QualityQuery) -> Result<QualityData, StoreError>;
+
+    /// Quality escalations detected in a range, newest first.
+    async fn escalations(
+        &self,
+        project: &str,
+        range: Range,
+        feature: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<Escalation>, StoreError>;
+
+    /// Feedback counts of a range (by feedback time), of the requests in scope.
+    async fn feedback_counts(
+        &self,
+        project: &str,
+        range: Range,
+        scope: FeedbackScope,
+    ) -> Result<FeedbackCounts, StoreError>;
+
+    /// Comments of thumbs-down and reports of a range, newest first (request id, comment,
+    /// unix ms), at most `limit`.
+    async fn complaints(
+        &self,
+        project: &str,
+        range: Range,
+        limit: usize,
+    ) -> Result<Vec<(String, String, i64)>, StoreError>;
+
+    /// Corrections given since `since_ms` with their requests, oldest first.
+    async fn corrections(
+        &self,
+        project: &str,
+        since_ms: i64,
+        feature: Option<String>,
+    ) -> Result<Vec<GoldenExample>, StoreError>;
 }

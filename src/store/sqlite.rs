@@ -15,6 +15,7 @@ use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rustc_hash::FxHashMap;
 
 use super::{
+    Escalation, FeedbackScope, GoldenExample, QualityData, QualityQuery,
     DriftScope, GroupTotals, MetricBatch, MetricWriteSummary, Store, StoreError, StoredBaseline,
     StoredRequest, TRACED_SERVICE_MS, TotalsQuery, TraceBatch, TraceWriteSummary, WriteSummary,
 };
@@ -31,6 +32,12 @@ use crate::core::sketch::{Sketch, SketchSet, merge_encoded, merge_named_encoded}
 use crate::core::span::{SpanSummary, hex};
 use crate::core::time::{DAY_MS, HOUR_MS, MINUTE_MS, Range, Source, bucket_start, plan};
 use crate::core::trace::{Assembly, assemble, merge_spans};
+use crate::core::heuristics::HeuristicSet;
+use crate::core::quality::{
+    QualityRules, Score, ScoreSource, effective_scores, heuristic_scores,
+};
+use crate::core::feedback::{Feedback, FeedbackCounts};
+use super::sqlite_quality::{self, QualityState, Touched};
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
@@ -40,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_otlp.sql"),
     include_str!("migrations/0003_drift.sql"),
+    include_str!("migrations/0004_quality.sql"),
 ];
 
 /// The additive columns of every rollup table, in `Totals` field order.
@@ -213,6 +221,7 @@ impl Drop for Checkpointer {
 struct WriterState {
     conn: Connection,
     caps: DriftCaps,
+    quality: QualityState,
 }
 
 impl WriterState {
@@ -220,11 +229,12 @@ impl WriterState {
     /// transaction that rolled back); they reload from the table.
     fn run<T>(
         &mut self,
-        f: impl FnOnce(&mut Connection, &mut DriftCaps) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Connection, &mut DriftCaps, &mut QualityState) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let out = f(&mut self.conn, &mut self.caps);
+        let out = f(&mut self.conn, &mut self.caps, &mut self.quality);
         if out.is_err() {
             self.caps = DriftCaps::default();
+            self.quality.forget();
         }
         out
     }
@@ -348,8 +358,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed) and migrates the database at `path`, with the default
+    /// quality rules.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        Self::open_with(path, durability, QualityRules::default(), None)
+    }
+
+    /// Opens and migrates the database at `path`; `quality` says how composites and
+    /// escalations are computed from now on; `heuristics` (when content is captured) score
+    /// the records assembled from traces.
+    pub fn open_with(
+        path: &Path,
+        durability: Durability,
+        quality: QualityRules,
+        heuristics: Option<HeuristicSet>,
+    ) -> Result<Self, StoreError> {
         let mut conn = Connection::open(path).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
             message: e.to_string(),
@@ -372,7 +395,7 @@ impl SqliteStore {
         // rusqlite's default cache of 16 they were re-prepared on every batch.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         register_functions(&conn)?;
-        migrate(&mut conn, path)?;
+        migrate(&mut conn, path, &quality)?;
         // Checkpoints run on their own thread (see `Checkpointer`). Under sustained writes a
         // passive checkpoint never reaches the end of the WAL, so the WAL could not restart; the
         // writer's own checkpoint at 64 MB bounds it (cheap: most frames are already copied).
@@ -384,6 +407,7 @@ impl SqliteStore {
             writer: Arc::new(Mutex::new(WriterState {
                 conn,
                 caps: DriftCaps::default(),
+                quality: QualityState::new(quality, heuristics),
             })),
             readers: Arc::new(Mutex::new(Vec::new())),
             _checkpointer: Checkpointer::start(path)?,
@@ -430,7 +454,9 @@ impl SqliteStore {
     async fn write_with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &mut DriftCaps) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut Connection, &mut DriftCaps, &mut QualityState) -> Result<T, StoreError>
+            + Send
+            + 'static,
     {
         let writer = Arc::clone(&self.writer);
         tokio::task::spawn_blocking(move || lock(&writer).run(f))
@@ -439,7 +465,7 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+fn migrate(conn: &mut Connection, path: &Path, rules: &QualityRules) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if version > known {
@@ -455,6 +481,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         if i + 1 == DRIFT_MIGRATION {
             backfill_drift(&tx)?;
         }
+        if i + 1 == QUALITY_MIGRATION {
+            backfill_quality(&tx, rules)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
         tracing::info!(version = i + 1, "applied schema migration");
@@ -464,6 +493,27 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 
 /// The schema version that adds the drift rollups (0003), backfilled from stored requests.
 const DRIFT_MIGRATION: usize = 3;
+
+/// The schema version that adds the quality state (0004), backfilled from stored scores.
+const QUALITY_MIGRATION: usize = 4;
+
+/// Gives every request scored before migration 0004 (trace evaluations) its quality state
+/// and rollup contribution, as a score written now would.
+fn backfill_quality(
+    tx: &rusqlite::Transaction<'_>,
+    rules: &QualityRules,
+) -> Result<(), StoreError> {
+    let mut touched = Touched::default();
+    let mut stmt = tx.prepare("SELECT DISTINCT project, request_id FROM scores")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        touched.add(row.get_ref(0)?.as_str()?, row.get_ref(1)?.as_str()?);
+    }
+    drop(rows);
+    drop(stmt);
+    let mut state = QualityState::new(rules.clone(), None);
+    sqlite_quality::settle(tx, touched, &mut state, chrono::Utc::now().timestamp_millis())
+}
 
 /// Records folded per backfill flush.
 const BACKFILL_CHUNK: usize = 20_000;
@@ -528,6 +578,7 @@ fn backfill_drift(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
                 output: None,
                 input_chars: chars(12)?,
                 output_chars: chars(13)?,
+                scores: Vec::new(),
             };
             delta.add_drift(&PricedRecord {
                 record,
@@ -734,23 +785,53 @@ fn take_record(
 fn write_batch(
     conn: &mut Connection,
     caps: &mut DriftCaps,
+    quality: &mut QualityState,
     project: &str,
     batch: &[PricedRecord],
 ) -> Result<WriteSummary, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut summary = WriteSummary::default();
     let mut delta = RollupDelta::default();
+    let mut touched = Touched::default();
     for (index, pr) in batch.iter().enumerate() {
-        if put_record(&tx, project, pr, None, &mut delta)? {
+        let replaced = put_record(&tx, project, pr, None, &mut delta)?;
+        if replaced {
             summary.replaced.push(index);
         } else {
             summary.inserted += 1;
         }
+        note_quality(&tx, quality, project, pr, replaced, &mut touched)?;
     }
     delta.finish();
     apply_delta(&tx, project, &delta, caps)?;
+    sqlite_quality::settle(&tx, touched, quality, now_ms())?;
     tx.commit()?;
     Ok(summary)
+}
+
+/// Wall-clock time at the storage edge (when an escalation was detected).
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Stores the scores a record came with, and lists the record for quality settling when
+/// its quality may have changed: it has scores, replaced a record (its labels may differ),
+/// or scores were waiting for it.
+fn note_quality(
+    tx: &rusqlite::Transaction<'_>,
+    quality: &mut QualityState,
+    project: &str,
+    pr: &PricedRecord,
+    replaced: bool,
+    touched: &mut Touched,
+) -> Result<(), StoreError> {
+    let id = &pr.record.request_id;
+    if !pr.record.scores.is_empty() {
+        sqlite_quality::put_scores(tx, project, &pr.record.scores, touched)?;
+    } else if replaced || quality.is_awaited(tx, project, id)? {
+        touched.add(project, id);
+    }
+    Ok(())
 }
 
 /// First byte of an encoded span list: bump when `SpanSummary` changes shape.
@@ -857,6 +938,8 @@ fn settle_trace(
     prices: &PriceTable,
     delta: &mut RollupDelta,
     summary: &mut TraceWriteSummary,
+    quality: &mut QualityState,
+    touched: &mut Touched,
 ) -> Result<(), StoreError> {
     let blob = encode_spans(&row.spans)?;
     match assemble(trace_id, &row.spans, force, prices) {
@@ -864,7 +947,8 @@ fn settle_trace(
             priced,
             evaluations,
         } => {
-            let id = priced.record.request_id.as_str();
+            let id = priced.record.request_id.clone();
+            let id = id.as_str();
             // The trace's record may be stored under another id (an id attribute that arrived
             // later): remove that one first.
             if let Some(old_id) = row.request_id.as_deref()
@@ -872,27 +956,32 @@ fn settle_trace(
                 && let Some(old) = take_record(tx, project, old_id)?
             {
                 delta.remove(&old);
+                touched.add(project, old_id);
             }
-            if put_record(tx, project, &priced, Some(&blob), delta)? {
+            let replaced = put_record(tx, project, &priced, Some(&blob), delta)?;
+            if replaced {
                 summary.updated_records += 1;
             } else {
                 summary.new_records.push((*priced).clone());
             }
-            let mut put_score = tx.prepare_cached(
-                "INSERT INTO scores (project, request_id, name, source, value, comment, ts_ms) \
-                 VALUES (?1, ?2, ?3, 'api', ?4, NULL, ?5) \
-                 ON CONFLICT (project, request_id, name, source) DO UPDATE SET \
-                 value = excluded.value, ts_ms = excluded.ts_ms",
-            )?;
-            for e in &evaluations {
-                put_score.execute(params![
-                    project,
-                    id,
-                    e.name,
-                    e.score,
-                    priced.record.timestamp_ms
-                ])?;
-            }
+            let mut with_scores = priced;
+            let heuristic = quality.heuristics.as_ref().map(|set| {
+                heuristic_scores(&with_scores.record, set, with_scores.record.timestamp_ms)
+            });
+            with_scores.record.scores = evaluations
+                .iter()
+                .filter(|e| crate::core::quality::check_score(&e.name, e.score).is_ok())
+                .map(|e| Score {
+                    request_id: id.to_owned(),
+                    name: e.name.clone(),
+                    value: e.score,
+                    source: ScoreSource::Api,
+                    comment: None,
+                    ts_ms: with_scores.record.timestamp_ms,
+                })
+                .collect();
+            with_scores.record.scores.extend(heuristic.into_iter().flatten());
+            note_quality(tx, quality, project, &with_scores, replaced, touched)?;
             // Found again by its hex id, or listed with the id it has.
             if id == hex(trace_id) {
                 if row.listed {
@@ -935,12 +1024,14 @@ fn settle_trace(
 fn write_trace_batch(
     conn: &mut Connection,
     caps: &mut DriftCaps,
+    quality: &mut QualityState,
     project: &str,
     batch: TraceBatch,
 ) -> Result<TraceWriteSummary, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut summary = TraceWriteSummary::default();
     let mut delta = RollupDelta::default();
+    let mut touched = Touched::default();
     // Fragments of one trace in this batch are merged first: one assembly per trace.
     let mut by_trace: Vec<([u8; 16], Vec<SpanSummary>)> = Vec::new();
     let mut index: HashMap<[u8; 16], usize> = HashMap::new();
@@ -1001,10 +1092,13 @@ fn write_trace_batch(
             &batch.prices,
             &mut delta,
             &mut summary,
+            quality,
+            &mut touched,
         )?;
     }
     delta.finish();
     apply_delta(&tx, project, &delta, caps)?;
+    sqlite_quality::settle(&tx, touched, quality, now_ms())?;
     tx.commit()?;
     Ok(summary)
 }
@@ -1088,6 +1182,7 @@ const FLUSH_LIMIT: i64 = 10_000;
 fn flush_pending(
     conn: &mut Connection,
     caps: &mut DriftCaps,
+    quality: &mut QualityState,
     cutoff_ms: i64,
     prices: &PriceTable,
 ) -> Result<TraceWriteSummary, StoreError> {
@@ -1104,6 +1199,7 @@ fn flush_pending(
         })?
         .collect::<Result<_, _>>()?;
     let mut deltas: Vec<(String, RollupDelta)> = Vec::new();
+    let mut touched = Touched::default();
     for (project, trace_id) in due {
         let trace_id: [u8; 16] = trace_id
             .as_slice()
@@ -1126,12 +1222,15 @@ fn flush_pending(
             prices,
             delta,
             &mut summary,
+            quality,
+            &mut touched,
         )?;
     }
     for (project, mut delta) in deltas {
         delta.finish();
         apply_delta(&tx, &project, &delta, caps)?;
     }
+    sqlite_quality::settle(&tx, touched, quality, now_ms())?;
     tx.commit()?;
     Ok(summary)
 }
@@ -1442,6 +1541,7 @@ fn row_to_priced(row: &Row<'_>) -> rusqlite::Result<Result<PricedRecord, String>
         output: row.get(21)?,
         input_chars: row.get::<_, Option<i64>>(23)?.map(|c| c.max(0) as u64),
         output_chars: row.get::<_, Option<i64>>(24)?.map(|c| c.max(0) as u64),
+        scores: Vec::new(),
     };
     Ok(Ok(PricedRecord {
         record,
@@ -1710,7 +1810,9 @@ impl Store for SqliteStore {
         batch: Arc<Vec<PricedRecord>>,
     ) -> Result<WriteSummary, StoreError> {
         let project = project.to_owned();
-        self.write_with(move |conn, caps| write_batch(conn, caps, &project, batch.as_slice()))
+        self.write_with(move |conn, caps, quality| {
+            write_batch(conn, caps, quality, &project, batch.as_slice())
+        })
             .await
     }
 
@@ -1722,7 +1824,9 @@ impl Store for SqliteStore {
         let project = project.to_owned();
         // The writer hands over its only reference: spans move into the store, uncopied.
         let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-        self.write_with(move |conn, caps| write_trace_batch(conn, caps, &project, batch))
+        self.write_with(move |conn, caps, quality| {
+            write_trace_batch(conn, caps, quality, &project, batch)
+        })
             .await
     }
 
@@ -1732,7 +1836,7 @@ impl Store for SqliteStore {
         batch: Arc<MetricBatch>,
     ) -> Result<MetricWriteSummary, StoreError> {
         let project = project.to_owned();
-        self.write_with(move |conn, caps| write_metric_batch(conn, caps, &project, &batch))
+        self.write_with(move |conn, caps, _| write_metric_batch(conn, caps, &project, &batch))
             .await
     }
 
@@ -1741,7 +1845,9 @@ impl Store for SqliteStore {
         cutoff_ms: i64,
         prices: Arc<PriceTable>,
     ) -> Result<TraceWriteSummary, StoreError> {
-        self.write_with(move |conn, caps| flush_pending(conn, caps, cutoff_ms, &prices))
+        self.write_with(move |conn, caps, quality| {
+            flush_pending(conn, caps, quality, cutoff_ms, &prices)
+        })
             .await
     }
 
@@ -1793,13 +1899,21 @@ impl Store for SqliteStore {
                 Some(Ok(priced)) => priced,
                 Some(Err(e)) => return Err(StoreError::Corrupt(e)),
             };
-            let scores = conn
+            let rows: Vec<(String, String, f64)> = conn
                 .prepare_cached(
-                    "SELECT name, value FROM scores WHERE project = ?1 AND request_id = ?2 \
-                     ORDER BY ts_ms, source",
+                    "SELECT name, source, value FROM scores WHERE project = ?1 AND request_id = ?2",
                 )?
-                .query_map(params![project, request_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(params![project, request_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
                 .collect::<Result<_, _>>()?;
+            let scores = effective_scores(rows.iter().map(|(name, source, value)| {
+                (
+                    name.as_str(),
+                    ScoreSource::parse(source).unwrap_or(ScoreSource::Api),
+                    *value,
+                )
+            }));
             Ok(Some(StoredRequest { priced, scores }))
         })
         .await
@@ -1855,7 +1969,7 @@ impl Store for SqliteStore {
         let spec = serde_json::to_string(&baseline.spec)
             .map_err(|e| StoreError::Corrupt(format!("baseline spec: {e}")))?;
         let project = project.to_owned();
-        self.write_with(move |conn, _| {
+        self.write_with(move |conn, _, _| {
             conn.prepare_cached(
                 "INSERT INTO drift_baselines (project, name, dimension, spec, created_ms) \
                      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (project, name) DO UPDATE SET \
@@ -1907,7 +2021,7 @@ impl Store for SqliteStore {
     async fn delete_baseline(&self, project: &str, name: &str) -> Result<bool, StoreError> {
         let (project, name) = (project.to_owned(), name.to_owned());
         let existed = self
-            .write_with(move |conn, _| {
+            .write_with(move |conn, _, _| {
                 let n = conn
                     .prepare_cached("DELETE FROM drift_baselines WHERE project = ?1 AND name = ?2")?
                     .execute(params![project, name])?;
@@ -1918,5 +2032,90 @@ impl Store for SqliteStore {
             self.sync().await?;
         }
         Ok(existed)
+    }
+
+    async fn write_scores(&self, project: &str, batch: Arc<Vec<Score>>) -> Result<(), StoreError> {
+        let project = project.to_owned();
+        self.write_with(move |conn, _, quality| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut touched = Touched::default();
+            sqlite_quality::put_scores(&tx, &project, &batch, &mut touched)?;
+            sqlite_quality::settle(&tx, touched, quality, now_ms())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn write_feedback(
+        &self,
+        project: &str,
+        batch: Arc<Vec<Feedback>>,
+        received_ms: i64,
+    ) -> Result<(), StoreError> {
+        let project = project.to_owned();
+        self.write_with(move |conn, _, quality| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut touched = Touched::default();
+            sqlite_quality::put_feedback(&tx, &project, &batch, received_ms, &mut touched)?;
+            sqlite_quality::settle(&tx, touched, quality, now_ms())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn quality(&self, query: QualityQuery) -> Result<QualityData, StoreError> {
+        self.read(move |conn| sqlite_quality::query_quality(conn, &query))
+            .await
+    }
+
+    async fn escalations(
+        &self,
+        project: &str,
+        range: Range,
+        feature: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<Escalation>, StoreError> {
+        let project = project.to_owned();
+        self.read(move |conn| {
+            sqlite_quality::query_escalations(conn, &project, range, feature.as_deref(), limit)
+        })
+        .await
+    }
+
+    async fn feedback_counts(
+        &self,
+        project: &str,
+        range: Range,
+        scope: FeedbackScope,
+    ) -> Result<FeedbackCounts, StoreError> {
+        let project = project.to_owned();
+        self.read(move |conn| sqlite_quality::query_feedback_counts(conn, &project, range, &scope))
+            .await
+    }
+
+    async fn complaints(
+        &self,
+        project: &str,
+        range: Range,
+        limit: usize,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let project = project.to_owned();
+        self.read(move |conn| sqlite_quality::query_complaints(conn, &project, range, limit))
+            .await
+    }
+
+    async fn corrections(
+        &self,
+        project: &str,
+        since_ms: i64,
+        feature: Option<String>,
+    ) -> Result<Vec<GoldenExample>, StoreError> {
+        let project = project.to_owned();
+        self.read(move |conn| {
+            sqlite_quality::query_corrections(conn, &project, since_ms, feature.as_deref())
+        })
+        .await
     }
 }
