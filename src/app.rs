@@ -3,7 +3,7 @@
 //! (3) close the writer queue, (4) wait for the writer to drain.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -11,13 +11,18 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, Clock};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::{Writer, WriterOptions};
+use crate::core::rollup::PricedRecord;
+use crate::judge::Judge;
+use crate::pipeline::{RecordHook, Writer, WriterOptions};
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
 
 pub struct App {
     pub state: AppState,
     writer_task: JoinHandle<()>,
+    /// The LLM judge, when configured: stopped before the writer drains (it holds a writer
+    /// handle).
+    judge: Option<(Judge, JoinHandle<()>)>,
 }
 
 impl App {
@@ -30,6 +35,17 @@ impl App {
             config.capture_content.then_some(config.heuristics),
         )?);
         let metrics = Arc::new(Metrics::new(config.max_label_values));
+        // The writer tells the judge of new records, and the judge writes through the writer:
+        // the hook finds the judge through a slot filled once both exist.
+        let judge_slot: Arc<OnceLock<Judge>> = Arc::new(OnceLock::new());
+        let on_new_record: Option<RecordHook> = config.judge.as_ref().map(|_| {
+            let slot = Arc::clone(&judge_slot);
+            Arc::new(move |project: &str, pr: &PricedRecord| {
+                if let Some(judge) = slot.get() {
+                    judge.offer(project, pr);
+                }
+            }) as RecordHook
+        });
         let (writer, writer_task) = Writer::spawn(
             store.clone(),
             Arc::clone(&metrics),
@@ -37,11 +53,22 @@ impl App {
                 queue: config.writer_queue,
                 prices: Arc::clone(&config.pricing),
                 trace_grace_ms: config.otlp.grace_ms,
-                on_new_record: None,
+                on_new_record,
                 clock: Arc::clone(&clock),
             },
         );
+        let judge = config.judge.clone().map(|judge_config| {
+            let (judge, task) = Judge::spawn(
+                judge_config,
+                writer.clone(),
+                Arc::clone(&config.pricing),
+                Arc::clone(&clock),
+            );
+            let _ = judge_slot.set(judge.clone());
+            (judge, task)
+        });
         Ok(App {
+            judge,
             state: AppState {
                 config: Arc::new(config),
                 store,
@@ -59,12 +86,24 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let App { state, writer_task } = self;
+        let App {
+            state,
+            writer_task,
+            judge,
+        } = self;
         let router = api::router(state.clone());
         drop(state);
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
+        // The judge goes first: it holds a writer handle. Judgements in flight are abandoned.
+        if let Some((judge, task)) = judge {
+            judge.shutdown();
+            drop(judge);
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "judge task failed");
+            }
+        }
         // The router (and its writer handles) is gone: the writer drains and stops.
         if let Err(e) = writer_task.await {
             tracing::error!(error = %e, "writer task failed");

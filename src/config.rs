@@ -15,6 +15,7 @@ use crate::core::rollup::Scope;
 use crate::core::span::{ExtractOptions, StageRule};
 use crate::core::time::{Period, parse_tz};
 use crate::drift::{Method, Monitor, kind_of};
+use crate::judge::{JudgeConfig, RawJudgeConfig};
 use crate::operations::parse_step;
 
 /// Default listen address: the OTLP/HTTP port, so OpenTelemetry exporters find llmwatch with no setting.
@@ -90,6 +91,8 @@ pub struct RawConfig {
     /// How answers are judged: the composite, its threshold, escalation, heuristics.
     #[serde(default)]
     pub quality: RawQuality,
+    /// The optional LLM-as-judge evaluator (`crate::judge`).
+    pub judge: Option<RawJudgeConfig>,
 }
 
 /// The `[quality]` table.
@@ -238,6 +241,7 @@ pub struct Config {
     pub drift_min_samples: u64,
     pub quality: QualityRules,
     pub heuristics: HeuristicSet,
+    pub judge: Option<JudgeConfig>,
 }
 
 impl Config {
@@ -373,6 +377,19 @@ impl RawConfig {
         let otlp = self.otlp.validate(capture_content)?;
         let heuristics = self.quality.heuristics;
         let quality = self.quality.validate()?;
+        let judge = match self.judge {
+            None => None,
+            Some(_) if !capture_content => {
+                return Err(invalid(
+                    "judge",
+                    "needs capture_content = true: the judge reads the captured input and output",
+                ));
+            }
+            Some(raw) => Some(raw.validate().map_err(|m| match m.split_once(": ") {
+                Some((key, message)) => invalid(key, message),
+                None => invalid("judge", m),
+            })?),
+        };
         Ok(Config {
             listen,
             db: self.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
@@ -389,6 +406,7 @@ impl RawConfig {
             drift_min_samples,
             quality,
             heuristics,
+            judge,
         })
     }
 }

@@ -726,3 +726,36 @@ async fn shutdown_abandons_a_hanging_call_and_releases_the_writer() {
     let stats = h.judge.stats();
     assert_eq!((stats.judged, stats.failed), (0, 0));
 }
+
+#[tokio::test]
+async fn timeouts_and_refused_connections_are_retried_then_given_up() {
+    // A call that hangs past timeout_s.
+    let server = stand_in(Arc::new(|_, _| Reply::Hang)).await;
+    let h = harness(RawJudgeConfig {
+        timeout_s: Some(0.05),
+        max_retries: Some(1),
+        ..config(&server)
+    })
+    .await;
+    h.submit(vec![record("slow", Some("q"), Some("a"))]).await;
+    let stats = h.wait_for("slow failed", |s| s.failed == 1).await;
+    assert_eq!((stats.calls, stats.retries), (2, 1));
+    assert_eq!(server.calls().len(), 2);
+
+    // Nothing listens on the port any more.
+    let closed = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let h = harness(RawJudgeConfig {
+        base_url: format!("http://{closed}/v1"),
+        max_retries: Some(2),
+        ..config(&server)
+    })
+    .await;
+    h.submit(vec![record("refused", Some("q"), Some("a"))])
+        .await;
+    let stats = h.wait_for("refused failed", |s| s.failed == 1).await;
+    assert_eq!((stats.calls, stats.retries), (3, 2));
+    assert!(h.request("judge:relevance:refused").await.is_none());
+}

@@ -386,3 +386,71 @@ async fn compare_sets_two_releases_side_by_side_with_z_tests() {
     assert_eq!(c["tests"]["error_rate"], Value::Null);
     server.stop().await;
 }
+
+/// A stand-in OpenAI-compatible judge: every criterion scores 0.8, 50 + 10 tokens per call.
+async fn stand_in_judge() -> String {
+    use axum::{Json, Router, routing::post};
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(|| async {
+            Json(json!({
+                "id": "x", "object": "chat.completion", "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+                    "content": "{\"score\": 0.8, \"reason\": \"fine\"}"}}],
+                "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn the_configured_judge_scores_captured_requests_and_its_cost_is_tracked() {
+    let judge = stand_in_judge().await;
+    let config = format!(
+        "capture_content = true\n[judge]\nbase_url = \"{judge}\"\nmodel = \"gpt-4o-mini\"\nsample_rate = 1.0\n"
+    );
+    let server = TestServer::start(&config, ms(NOW)).await;
+    let mut e = event("j1", ms(NOW) - 1000, "chat", "v1", None);
+    e["input"] = json!("What is the refund window?");
+    e["output"] = json!("30 days from delivery.");
+    let (status, _) = server.post_events(e.to_string()).await;
+    assert_eq!(status, 200);
+    // Wait (not a timing assertion) for the background judge.
+    let mut scores = Value::Null;
+    for _ in 0..500 {
+        let (_, r) = server.get("/api/v1/requests/j1").await;
+        scores = r["scores"].clone();
+        if scores.get("safety").is_some() && scores.get("relevance").is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for name in ["relevance", "completeness", "safety"] {
+        assert_eq!(scores[name], 0.8, "{scores}");
+    }
+    // Three calls of 50 + 10 tokens at gpt-4o-mini's $0.15 / $0.60 per 1M: 3 * 13.5e-6 USD.
+    let (_, cost) = server
+        // The judge's calls are stamped with the (frozen) clock: `to` just after it.
+        .get(&format!(
+            "/api/v1/reports/cost?group_by=feature&from={}&to={}",
+            ms(NOW) - 86_400_000,
+            ms(NOW) + 1
+        ))
+        .await;
+    let judge_group = cost["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == "llmwatch-judge")
+        .unwrap_or_else(|| panic!("no judge group: {cost}"))
+        .clone();
+    assert_eq!(judge_group["requests"], 3, "{judge_group}");
+    common::assert_usd(&judge_group["cost"], 3.0 * 13.5e-6);
+    let (_, q) = server.get("/api/v1/quality").await;
+    close(&q["composite"]["mean"], 0.8);
+    server.stop().await;
+}
