@@ -454,3 +454,114 @@ async fn the_configured_judge_scores_captured_requests_and_its_cost_is_tracked()
     close(&q["composite"]["mean"], 0.8);
     server.stop().await;
 }
+
+/// The streak of each feature over a range, computed here from the test's own data.
+fn expected_streaks(
+    data: &[(String, i64, String, f64)],
+    from: i64,
+    to: i64,
+    length: u32,
+) -> Value {
+    let mut rows: Vec<&(String, i64, String, f64)> =
+        data.iter().filter(|d| d.1 >= from && d.1 < to).collect();
+    rows.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let mut out = serde_json::Map::new();
+    let mut state: std::collections::BTreeMap<&str, (u32, u32)> = Default::default();
+    for (_, _, feature, c) in rows {
+        let s = state.entry(feature.as_str()).or_default();
+        if *c < 0.7 {
+            s.0 += 1;
+            s.1 = s.1.max(s.0);
+        } else {
+            s.0 = 0;
+        }
+    }
+    for (f, (current, longest)) in state {
+        out.insert(
+            f.to_owned(),
+            json!({"current": current, "longest": longest, "escalated": current >= length}),
+        );
+    }
+    Value::Object(out)
+}
+
+#[tokio::test]
+async fn streaks_over_any_range_match_a_recount_whatever_the_arrival_order() {
+    let server = TestServer::start("", ms(NOW)).await;
+    let t0 = ms(NOW) - 6 * 3_600_000;
+    // 300 requests over 6 hours in two features, composites in runs, sent shuffled in batches,
+    // some scored later, some corrected.
+    let mut seed: u64 = 42;
+    let mut rnd = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut data: Vec<(String, i64, String, f64)> = Vec::new();
+    let mut bad_run = false;
+    for i in 0..300 {
+        if rnd() < 0.15 {
+            bad_run = !bad_run;
+        }
+        let c = if bad_run { 0.3 } else { 0.9 };
+        let feature = if rnd() < 0.5 { "chat" } else { "search" };
+        let ts = t0 + (rnd() * 6.0 * 3_600_000.0) as i64;
+        data.push((format!("s{i:03}"), ts, feature.to_owned(), c));
+    }
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    for i in (1..order.len()).rev() {
+        let j = (rnd() * (i + 1) as f64) as usize % (i + 1);
+        order.swap(i, j);
+    }
+    for chunk in order.chunks(37) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|&i| {
+                let (id, ts, f, c) = &data[i];
+                // A third get their scores later, through /api/v1/scores.
+                let inline = (i % 3 != 0).then(|| trio(*c));
+                event(id, *ts, f, "v1", inline)
+            })
+            .collect();
+        let (status, body) = server.post_events(ndjson(&events)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let late: Vec<Value> = (0..data.len())
+        .filter(|i| i % 3 == 0)
+        .flat_map(|i| {
+            let (id, _, _, c) = &data[i];
+            ["relevance", "completeness", "safety"]
+                .map(|n| json!({"request_id": id, "name": n, "value": c}))
+        })
+        .collect();
+    let (status, _) = post(&server, "/api/v1/scores", ndjson(&late)).await;
+    assert_eq!(status, 200);
+    // Corrections: every tenth request flips, as a person re-scoring would.
+    let corrections: Vec<Value> = (0..data.len())
+        .filter(|i| i % 10 == 5)
+        .flat_map(|i| {
+            data[i].3 = if data[i].3 < 0.7 { 0.9 } else { 0.3 };
+            let (id, _, _, c) = &data[i];
+            ["relevance", "completeness", "safety"]
+                .map(|n| json!({"request_id": id, "name": n, "value": c, "source": "human"}))
+        })
+        .collect();
+    let (status, _) = post(&server, "/api/v1/scores", ndjson(&corrections)).await;
+    assert_eq!(status, 200);
+
+    let ranges = [
+        (t0, t0 + 6 * 3_600_000),
+        (t0 + 1_234_567, t0 + 5 * 3_600_000 - 98_765),
+        (t0 + 3_600_000 - (t0 % 3_600_000), t0 + 4 * 3_600_000 - (t0 % 3_600_000)),
+        (t0 + 100, t0 + 2_000_000),
+    ];
+    for (from, to) in ranges {
+        let want = expected_streaks(&data, from, to, 5);
+        for extra in ["", "&model=gpt-4o-mini"] {
+            let (_, q) = server
+                .get(&format!("/api/v1/quality?from={from}&to={to}{extra}"))
+                .await;
+            assert_eq!(q["streak"]["by_feature"], want, "{from}..{to}{extra}");
+        }
+    }
+    server.stop().await;
+}

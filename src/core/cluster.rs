@@ -12,7 +12,8 @@
 //!    `ㅠㅠ`) are dropped. English words lose a built-in stopword list, and contractions of
 //!    negation become `not`. Hangul words lose common particles and verb endings (`환불이` ->
 //!    `환불`, `틀렸어요` -> `틀렸`, longest suffix first, at most twice, only while a stem of at
-//!    least 2 characters remains) and a Korean stopword list (`너무`, `정말`, `좀`, ...).
+//!    least 2 characters remains) and a Korean stopword list (`너무`, `정말`, `좀`, ...);
+//!    regular English plurals fold to the singular (`policies` -> `policy`).
 //!    Negations and words present in nearly every complaint about an assistant (`answer`,
 //!    `question`, `bot`, `답변`, `질문`, `안`, `못`, ...) are kept as *weak* words: they only
 //!    take part in bigrams, so they cannot link unrelated complaints on their own but still make
@@ -33,7 +34,9 @@
 //!    its squared norm is its share ([`WORD_SHARE`], [`CHAR_SHARE`], [`CONCEPT_SHARE`]); the
 //!    whole vector is then L2-normalised again (a comment without concepts keeps its full
 //!    weight on words and characters). The cosine of two comments is thus a weighted mix of
-//!    their word, character and concept cosines.
+//!    their word, character and concept cosines. A vector keeps its [`MAX_FEATURES`] heaviest
+//!    features: only comments of more than about 10 words lose any, mostly common character
+//!    n-grams, and it bounds the cost of a similarity.
 //! 4. **Collapse.** Comments with the same normalised word sequence have the same vector: they
 //!    become one point weighted by their number of complaints, so identical comments always
 //!    land together and duplicates cost nothing. Points are sorted by that sequence; every later
@@ -45,9 +48,14 @@
 //!    computed with the nearest-neighbour-chain algorithm over the full similarity matrix (the
 //!    upper triangle in `f32`), which gives the same groups as greedily merging the most similar
 //!    pair; a group whose best partner is below the threshold is final at once (average
-//!    linkage is reducible, so merges elsewhere can never bring a partner above it). Time is
-//!    `O(n^2)` in the number `n` of distinct normalised comments plus the sparse products
-//!    (`sum over features of df^2`); memory is `2 n^2` bytes, 50 MB at the 5,000 cap.
+//!    linkage is reducible, so merges elsewhere can never bring a partner above it). For `n`
+//!    distinct normalised comments, time is `O(n^2)`: the similarities through an inverted
+//!    index (at most [`MAX_FEATURES`] multiply-adds per pair, far fewer on real text), then
+//!    `O(n)` work per merge or chain step. Memory is `2 n^2` bytes, 50 MB at the 5,000 cap,
+//!    freed before the clusters are described. Measured in release on a shared 2-core VM: 5,000
+//!    distinct generated comments in about 0.4 s, 5,000 short ones with many duplicates in
+//!    0.03 s, and an adversarial 5,000 long comments over 30 words (every pair similar) in
+//!    about 1.1 s.
 //! 6. **Description.** Groups are ranked by number of complaints, then newest complaint, then
 //!    label. A label is up to 3 word features (unigram or bigram, never a character n-gram or a
 //!    concept) of highest weight in the group centroid, dropping a unigram already inside a
@@ -89,13 +97,15 @@ pub const MAX_COMPLAINTS: usize = 5_000;
 pub const MAX_COMMENT_CHARS: usize = 500;
 
 /// Most features kept in a comment's vector, the heaviest: only long comments lose any (a
-/// 10-word comment has about 80), and it bounds the similarity matrix's cost to
+/// 10-word English comment has about 70), and it bounds the similarity matrix's cost to
 /// `MAX_FEATURES` multiply-adds per pair.
 pub const MAX_FEATURES: usize = 64;
 
-/// Mean cosine similarity (average linkage) at or above which two groups merge. Tuned on the
-/// planted corpus of the tests: within a theme pairs share a concept (worth 0.4 alone), across
-/// themes they rarely exceed 0.15.
+/// Mean cosine similarity (average linkage) at or above which two groups merge. Two short
+/// comments sharing only a concept score about [`CONCEPT_SHARE`] (0.4), sharing two words about
+/// 0.4 too, sharing a single word 0.1 to 0.2 (measured on short Korean and English comments).
+/// On the planted corpus of the tests every threshold from 0.1 to 0.35 gives the same themes;
+/// 0.25 keeps comments that share one word apart and lets a shared concept or phrase merge.
 pub const MERGE_THRESHOLD: f32 = 0.25;
 
 /// Share of the squared norm of a comment's vector held by word unigrams and bigrams.
@@ -111,164 +121,49 @@ const EXAMPLES: usize = 2;
 /// Complaint concepts and their cue words, matched against normalised words (stems for
 /// Hangul): a cue ending in `*` matches as a prefix, any other exactly. Deliberately generic
 /// (the usual complaints about an assistant), not tuned to any data set.
+#[rustfmt::skip]
 pub const CONCEPTS: &[(&str, &[&str])] = &[
-    (
-        "slow",
-        &[
-            "slow*",
-            "forever",
-            "lag*",
-            "latency",
-            "delay*",
-            "sluggish",
-            "wait*",
-            "timeout*",
-            "speed",
-            "느리*",
-            "느려*",
-            "느립*",
-            "느린*",
-            "느림*",
-            "늦*",
-            "오래",
-            "오래걸*",
-            "지연*",
-            "기다리*",
-            "기다려*",
-            "기다렸*",
-            "로딩*",
-            "렉*",
-            "버벅*",
-            "속도*",
-        ],
-    ),
-    (
-        "wrong",
-        &[
-            "wrong*",
-            "incorrect*",
-            "inaccura*",
-            "outdated",
-            "false*",
-            "mistake*",
-            "mistaken",
-            "hallucinat*",
-            "untrue",
-            "nonsense",
-            "misinform*",
-            "틀리*",
-            "틀렸*",
-            "틀린*",
-            "틀립*",
-            "틀려*",
-            "잘못*",
-            "부정확*",
-            "엉터리*",
-            "거짓*",
-            "오래된*",
-            "오답*",
-            "헛소리*",
-        ],
-    ),
-    (
-        "refusal",
-        &["refus*", "declin*", "reject*", "거부*", "거절*", "회피*"],
-    ),
-    (
-        "language",
-        &[
-            "english",
-            "korean",
-            "language*",
-            "translat*",
-            "한국어*",
-            "영어*",
-            "언어*",
-            "번역*",
-            "한글*",
-            "영문*",
-        ],
-    ),
-    (
-        "rude",
-        &[
-            "rude*",
-            "impolite",
-            "disrespect*",
-            "condescend*",
-            "tone",
-            "attitude",
-            "arrogant",
-            "무례*",
-            "불친절*",
-            "말투*",
-            "반말*",
-            "태도*",
-            "건방*",
-        ],
-    ),
-    (
-        "cut_off",
-        &[
-            "truncat*",
-            "incomplete",
-            "unfinished",
-            "cutoff",
-            "cut",
-            "끊기*",
-            "끊겨*",
-            "끊긴*",
-            "끊김*",
-            "잘려*",
-            "잘리*",
-            "잘린*",
-            "미완성*",
-        ],
-    ),
-    (
-        "repetition",
-        &["repeat*", "repetit*", "loop*", "반복*", "되풀이*"],
-    ),
-    (
-        "irrelevant",
-        &[
-            "irrelevant",
-            "unrelated",
-            "offtopic",
-            "엉뚱*",
-            "상관없*",
-            "관련없*",
-            "동문서답*",
-        ],
-    ),
-    (
-        "failure",
-        &[
-            "error*", "crash*", "fail*", "broken", "bug*", "에러*", "오류*", "실패*", "먹통*",
-            "버그*",
-        ],
-    ),
-    (
-        "verbose",
-        &[
-            "verbose", "lengthy", "wordy", "rambl*", "장황*", "길어*", "길다*",
-        ],
-    ),
-    (
-        "unhelpful",
-        &[
-            "useless",
-            "unhelpful",
-            "vague",
-            "generic",
-            "pointless",
-            "쓸모없*",
-            "쓸데없*",
-            "애매*",
-            "모호*",
-            "성의없*",
-        ],
-    ),
+    ("slow", &[
+        "slow*", "forever", "lag*", "latency", "delay*", "sluggish", "wait*", "timeout*", "speed",
+        "느리*", "느려*", "느립*", "느린*", "느림*", "늦*", "오래", "오래걸*", "지연*", "기다리*",
+        "기다려*", "기다렸*", "로딩*", "렉*", "버벅*", "속도*",
+    ]),
+    ("wrong", &[
+        "wrong*", "incorrect*", "inaccura*", "outdated", "false*", "mistake*", "mistaken",
+        "hallucinat*", "untrue", "nonsense", "misinform*", "틀리*", "틀렸*", "틀린*", "틀립*",
+        "틀려*", "잘못*", "부정확*", "엉터리*", "거짓*", "오래된*", "오답*", "헛소리*",
+    ]),
+    ("refusal", &[
+        "refus*", "declin*", "reject*", "거부*", "거절*", "회피*",
+    ]),
+    ("language", &[
+        "english", "korean", "language*", "translat*", "한국어*", "영어*", "언어*", "번역*",
+        "한글*", "영문*",
+    ]),
+    ("rude", &[
+        "rude*", "impolite", "disrespect*", "condescend*", "tone", "attitude", "arrogant", "무례*",
+        "불친절*", "말투*", "반말*", "태도*", "건방*",
+    ]),
+    ("cut_off", &[
+        "truncat*", "incomplete", "unfinished", "cutoff", "cut", "끊기*", "끊겨*", "끊긴*", "끊김*",
+        "잘려*", "잘리*", "잘린*", "미완성*",
+    ]),
+    ("repetition", &[
+        "repeat*", "repetit*", "loop*", "반복*", "되풀이*",
+    ]),
+    ("irrelevant", &[
+        "irrelevant", "unrelated", "offtopic", "엉뚱*", "상관없*", "관련없*", "동문서답*",
+    ]),
+    ("failure", &[
+        "error*", "crash*", "fail*", "broken", "bug*", "에러*", "오류*", "실패*", "먹통*", "버그*",
+    ]),
+    ("verbose", &[
+        "verbose", "lengthy", "wordy", "rambl*", "장황*", "길어*", "길다*",
+    ]),
+    ("unhelpful", &[
+        "useless", "unhelpful", "vague", "generic", "pointless", "쓸모없*", "쓸데없*", "애매*",
+        "모호*", "성의없*",
+    ]),
 ];
 
 /// Clusters complaint comments; returns the `top` biggest clusters, biggest first (ties: the
@@ -287,20 +182,15 @@ fn cluster_with_threshold(
     if top == 0 {
         return Vec::new();
     }
-    let t0 = std::time::Instant::now();
     let points = collapse(&newest_non_blank(complaints));
-    eprintln!("collapse {:?} points {}", t0.elapsed(), points.len());
     if points.is_empty() {
         return Vec::new();
     }
     let space = FeatureSpace::build(&points);
     let weights: Vec<f64> = points.iter().map(|p| p.members.len() as f64).collect();
-    eprintln!("space {:?} feats {}", t0.elapsed(), space.kinds.len());
     let mut similarity = cosine_triangle(&space.vectors, space.kinds.len());
-    eprintln!("matrix {:?}", t0.elapsed());
     let roots = average_linkage(&mut similarity, &weights, threshold);
     drop(similarity);
-    eprintln!("linkage {:?}", t0.elapsed());
 
     let mut groups: FxHashMap<usize, Vec<usize>> = FxHashMap::default();
     for (point, &root) in roots.iter().enumerate() {
@@ -353,6 +243,13 @@ struct Point {
     /// Distinct trimmed comment texts with their number of complaints, most frequent first
     /// (ties by text).
     spellings: Vec<(String, usize)>,
+}
+
+impl Point {
+    /// The most frequent spelling.
+    fn text(&self) -> &str {
+        self.spellings.first().map_or("", |(text, _)| text)
+    }
 }
 
 /// Groups complaints by normalised form, dropping those without features; sorted by form.
@@ -479,17 +376,31 @@ fn push_word(tokens: &mut Vec<Token>, word: &str) {
         if is_english_stopword(word) {
             return;
         }
-        let role = if word == "not" || is_english_weak(word) {
+        let word = singular(word);
+        let role = if word == "not" || is_english_weak(&word) {
             Role::Weak
         } else {
             Role::Content
         };
-        Token {
-            text: word.to_string(),
-            role,
-        }
+        Token { text: word, role }
     };
     tokens.push(token);
+}
+
+/// Folds a regular English plural (`policies` -> `policy`, `fees` -> `fee`) so both forms are
+/// one word feature and one label; `-ss`, `-us`, `-is` endings and short words are left alone.
+fn singular(word: &str) -> String {
+    let chars = word.chars().count();
+    if chars > 4
+        && let Some(stem) = word.strip_suffix("ies")
+    {
+        return format!("{stem}y");
+    }
+    let keep = chars <= 3 || ["ss", "us", "is"].iter().any(|end| word.ends_with(end));
+    match word.strip_suffix('s') {
+        Some(stem) if !keep => stem.to_string(),
+        _ => word.to_string(),
+    }
 }
 
 /// Hangul, CJK and kana: scripts written without spaces between morphemes, compared with
@@ -509,101 +420,19 @@ fn is_compatibility_jamo(ch: char) -> bool {
 }
 
 /// Korean particles and verb endings stripped from the end of Hangul words.
+#[rustfmt::skip]
 const KOREAN_SUFFIXES: &[&str] = &[
     // particles
-    "이",
-    "가",
-    "을",
-    "를",
-    "은",
-    "는",
-    "에",
-    "의",
-    "도",
-    "로",
-    "으로",
-    "와",
-    "과",
-    "만",
-    "랑",
-    "이랑",
-    "에서",
-    "에게",
-    "한테",
-    "까지",
-    "부터",
-    "처럼",
-    "보다",
-    "라고",
-    "이라고",
-    "로는",
-    "으로는",
-    "에서는",
-    "에는",
-    "에도",
-    "에서도",
-    "이나",
-    "이라",
+    "이", "가", "을", "를", "은", "는", "에", "의", "도", "로", "으로", "와", "과", "만", "랑",
+    "이랑", "에서", "에게", "한테", "까지", "부터", "처럼", "보다", "라고", "이라고", "로는",
+    "으로는", "에서는", "에는", "에도", "에서도", "이나", "이라",
     // endings
-    "요",
-    "고",
-    "서",
-    "다",
-    "지",
-    "게",
-    "죠",
-    "음",
-    "함",
-    "해",
-    "했",
-    "어요",
-    "아요",
-    "여요",
-    "해요",
-    "네요",
-    "에요",
-    "예요",
-    "이에요",
-    "군요",
-    "어서",
-    "아서",
-    "해서",
-    "는데",
-    "은데",
-    "인데",
-    "지만",
-    "니다",
-    "습니다",
-    "합니다",
-    "입니다",
-    "됩니다",
-    "했어요",
-    "었어요",
-    "았어요",
-    "였어요",
-    "했습니다",
-    "었습니다",
-    "았습니다",
-    "였습니다",
-    "했는데",
-    "었는데",
-    "았는데",
-    "하고",
-    "하는",
-    "했다",
-    "한다",
-    "하다",
-    "되었어요",
-    "되었습니다",
-    "됐어요",
-    "됐습니다",
-    "돼요",
-    "되요",
-    "되는",
-    "되고",
-    "하네요",
-    "나요",
-    "던데",
+    "요", "고", "서", "다", "지", "게", "죠", "음", "함", "해", "했", "어요", "아요", "여요",
+    "해요", "네요", "에요", "예요", "이에요", "군요", "어서", "아서", "해서", "는데", "은데",
+    "인데", "지만", "니다", "습니다", "합니다", "입니다", "됩니다", "했어요", "었어요", "았어요",
+    "였어요", "했습니다", "었습니다", "았습니다", "였습니다", "했는데", "었는데", "았는데", "하고",
+    "하는", "했다", "한다", "하다", "되었어요", "되었습니다", "됐어요", "됐습니다", "돼요", "되요",
+    "되는", "되고", "하네요", "나요", "던데",
 ];
 
 /// Strips the longest known suffix leaving a stem of at least 2 characters, twice at most
@@ -626,303 +455,65 @@ fn strip_korean_suffixes(word: &str) -> &str {
     stem
 }
 
+#[rustfmt::skip]
 fn is_korean_stopword(word: &str) -> bool {
-    matches!(
-        word,
-        "너무"
-            | "정말"
-            | "진짜"
-            | "그냥"
-            | "좀"
-            | "많이"
-            | "아주"
-            | "매우"
-            | "완전"
-            | "완전히"
-            | "계속"
-            | "자꾸"
-            | "또"
-            | "왜"
-            | "제가"
-            | "저는"
-            | "나는"
-            | "내가"
-            | "저"
-            | "나"
-            | "이거"
-            | "그거"
-            | "저거"
-            | "이건"
-            | "그건"
-            | "이게"
-            | "그게"
-            | "것"
-            | "거"
-            | "수"
-            | "때"
-            | "등"
-            | "및"
-            | "그리고"
-            | "근데"
-            | "그런데"
-            | "하지만"
-            | "그래서"
-            | "이"
-            | "그"
-            | "가"
-            | "을"
-            | "를"
-            | "은"
-            | "는"
-            | "에"
-            | "의"
-            | "도"
-            | "로"
-            | "와"
-            | "과"
-            | "만"
-            | "이런"
-            | "그런"
-            | "한"
-            | "할"
-            | "하는"
-            | "해요"
-            | "했어요"
-            | "합니다"
-            | "했습니다"
-            | "하고"
-            | "있어요"
-            | "있습니다"
-            | "있는"
-            | "됩니다"
-            | "돼요"
-            | "되요"
-            | "되는"
-            | "같아요"
-            | "같습니다"
-            | "같은"
-            | "어떻게"
-            | "무슨"
-            | "다시"
-            | "항상"
-            | "가끔"
-            | "지금"
-            | "오늘"
-            | "요즘"
-            | "주세요"
-            | "해주세요"
-            | "때문에"
+    matches!(word,
+        "너무" | "정말" | "진짜" | "그냥" | "좀" | "많이" | "아주" | "매우" | "완전" | "완전히" |
+        "계속" | "자꾸" | "또" | "왜" | "제가" | "저는" | "나는" | "내가" | "저" | "나" | "이거" |
+        "그거" | "저거" | "이건" | "그건" | "이게" | "그게" | "것" | "거" | "수" | "때" | "등" |
+        "및" | "그리고" | "근데" | "그런데" | "하지만" | "그래서" | "이" | "그" | "가" | "을" |
+        "를" | "은" | "는" | "에" | "의" | "도" | "로" | "와" | "과" | "만" | "이런" | "그런" |
+        "한" | "할" | "하는" | "해요" | "했어요" | "합니다" | "했습니다" | "하고" | "있어요" |
+        "있습니다" | "있는" | "됩니다" | "돼요" | "되요" | "되는" | "같아요" | "같습니다" | "같은" |
+        "어떻게" | "무슨" | "다시" | "항상" | "가끔" | "지금" | "오늘" | "요즘" | "주세요" |
+        "해주세요" | "때문에"
     )
 }
 
 /// Korean words in nearly every complaint about an assistant, and negations.
+#[rustfmt::skip]
 fn is_korean_weak(stem: &str) -> bool {
-    matches!(
-        stem,
+    matches!(stem,
         "안" | "못" | "답변" | "응답" | "대답" | "질문" | "챗봇" | "봇" | "답" | "결과"
     )
 }
 
+#[rustfmt::skip]
 fn is_negation(word: &str) -> bool {
-    matches!(
-        word,
-        "not"
-            | "no"
-            | "never"
-            | "dont"
-            | "doesnt"
-            | "didnt"
-            | "cant"
-            | "cannot"
-            | "couldnt"
-            | "wont"
-            | "wouldnt"
-            | "isnt"
-            | "wasnt"
-            | "arent"
-            | "werent"
-            | "havent"
-            | "hasnt"
-            | "shouldnt"
+    matches!(word,
+        "not" | "no" | "never" | "dont" | "doesnt" | "didnt" | "cant" | "cannot" | "couldnt" |
+        "wont" | "wouldnt" | "isnt" | "wasnt" | "arent" | "werent" | "havent" | "hasnt" | "shouldnt"
     )
 }
 
+#[rustfmt::skip]
 fn is_english_stopword(word: &str) -> bool {
-    matches!(
-        word,
-        "a" | "about"
-            | "above"
-            | "actually"
-            | "after"
-            | "again"
-            | "all"
-            | "almost"
-            | "also"
-            | "always"
-            | "am"
-            | "an"
-            | "and"
-            | "any"
-            | "are"
-            | "as"
-            | "at"
-            | "basically"
-            | "be"
-            | "because"
-            | "been"
-            | "before"
-            | "being"
-            | "below"
-            | "between"
-            | "both"
-            | "but"
-            | "by"
-            | "can"
-            | "completely"
-            | "could"
-            | "did"
-            | "do"
-            | "does"
-            | "doing"
-            | "down"
-            | "during"
-            | "each"
-            | "even"
-            | "ever"
-            | "every"
-            | "few"
-            | "for"
-            | "from"
-            | "further"
-            | "get"
-            | "gets"
-            | "got"
-            | "had"
-            | "has"
-            | "have"
-            | "having"
-            | "he"
-            | "her"
-            | "here"
-            | "hers"
-            | "him"
-            | "his"
-            | "how"
-            | "i"
-            | "if"
-            | "im"
-            | "in"
-            | "into"
-            | "is"
-            | "it"
-            | "its"
-            | "itself"
-            | "ive"
-            | "just"
-            | "let"
-            | "lets"
-            | "literally"
-            | "me"
-            | "more"
-            | "most"
-            | "much"
-            | "my"
-            | "myself"
-            | "now"
-            | "of"
-            | "off"
-            | "on"
-            | "once"
-            | "only"
-            | "or"
-            | "other"
-            | "our"
-            | "ours"
-            | "out"
-            | "over"
-            | "own"
-            | "please"
-            | "pls"
-            | "pretty"
-            | "quite"
-            | "really"
-            | "she"
-            | "should"
-            | "so"
-            | "some"
-            | "still"
-            | "such"
-            | "super"
-            | "than"
-            | "that"
-            | "thats"
-            | "the"
-            | "their"
-            | "them"
-            | "then"
-            | "there"
-            | "these"
-            | "they"
-            | "this"
-            | "those"
-            | "through"
-            | "to"
-            | "today"
-            | "too"
-            | "totally"
-            | "under"
-            | "until"
-            | "up"
-            | "us"
-            | "very"
-            | "was"
-            | "way"
-            | "we"
-            | "were"
-            | "what"
-            | "when"
-            | "where"
-            | "which"
-            | "while"
-            | "who"
-            | "whom"
-            | "why"
-            | "will"
-            | "with"
-            | "would"
-            | "you"
-            | "youre"
-            | "your"
-            | "yours"
-            | "yourself"
+    matches!(word,
+        "a" | "about" | "above" | "actually" | "after" | "again" | "all" | "almost" | "also" |
+        "always" | "am" | "an" | "and" | "any" | "are" | "as" | "at" | "basically" | "be" |
+        "because" | "been" | "before" | "being" | "below" | "between" | "both" | "but" | "by" |
+        "can" | "completely" | "could" | "did" | "do" | "does" | "doing" | "down" | "during" |
+        "each" | "even" | "ever" | "every" | "few" | "for" | "from" | "further" | "get" | "gets" |
+        "got" | "had" | "has" | "have" | "having" | "he" | "her" | "here" | "hers" | "him" |
+        "his" | "how" | "i" | "if" | "im" | "in" | "into" | "is" | "it" | "its" | "itself" |
+        "ive" | "just" | "let" | "lets" | "literally" | "me" | "more" | "most" | "much" | "my" |
+        "myself" | "now" | "of" | "off" | "on" | "once" | "only" | "or" | "other" | "our" |
+        "ours" | "out" | "over" | "own" | "please" | "pls" | "pretty" | "quite" | "really" |
+        "she" | "should" | "so" | "some" | "still" | "such" | "super" | "than" | "that" | "thats" |
+        "the" | "their" | "them" | "then" | "there" | "these" | "they" | "this" | "those" |
+        "through" | "to" | "today" | "too" | "totally" | "under" | "until" | "up" | "us" | "very" |
+        "was" | "way" | "we" | "were" | "what" | "when" | "where" | "which" | "while" | "who" |
+        "whom" | "why" | "will" | "with" | "would" | "you" | "youre" | "your" | "yours" | "yourself"
     )
 }
 
 /// English words in nearly every complaint about an assistant.
+#[rustfmt::skip]
 fn is_english_weak(word: &str) -> bool {
-    matches!(
-        word,
-        "answer"
-            | "answers"
-            | "answered"
-            | "answering"
-            | "response"
-            | "responses"
-            | "respond"
-            | "responded"
-            | "responding"
-            | "reply"
-            | "replies"
-            | "replied"
-            | "question"
-            | "questions"
-            | "bot"
-            | "chatbot"
-            | "ai"
-            | "assistant"
-            | "model"
-            | "gpt"
-            | "chat"
+    matches!(word,
+        "answer" | "answers" | "answered" | "answering" | "response" | "responses" | "respond" |
+        "responded" | "responding" | "reply" | "replies" | "replied" | "question" | "questions" |
+        "bot" | "chatbot" | "ai" | "assistant" | "model" | "gpt" | "chat"
     )
 }
 
@@ -981,29 +572,32 @@ struct FeatureSpace {
 
 impl FeatureSpace {
     fn build(points: &[Point]) -> FeatureSpace {
-        let mut ids: FxHashMap<String, u32> = FxHashMap::default();
-        let mut keys: Vec<String> = Vec::new();
-        let mut kinds: Vec<Kind> = Vec::new();
+        let mut vocab = Vocab::default();
+        // A word's own features (unigram, concepts, character n-grams) never change: computed
+        // once per distinct word, ids assigned in the same order as without the cache.
+        let mut word_features: FxHashMap<&str, Vec<u32>> = FxHashMap::default();
+        let mut key = String::new();
         // Feature counts per point, then document frequencies counted in complaints.
         let mut counts: Vec<Vec<(u32, u32)>> = Vec::with_capacity(points.len());
-        let mut df: Vec<f64> = Vec::new();
         let mut occurrences: Vec<u32> = Vec::new();
         for point in points {
             occurrences.clear();
-            for_each_feature(&point.tokens, |kind, key| {
-                let id = match ids.get(key) {
-                    Some(&id) => id,
-                    None => {
-                        let id = keys.len() as u32;
-                        ids.insert(key.to_string(), id);
-                        keys.push(key.to_string());
-                        kinds.push(kind);
-                        df.push(0.0);
-                        id
-                    }
-                };
-                occurrences.push(id);
-            });
+            for (i, token) in point.tokens.iter().enumerate() {
+                if let Some(next) = point.tokens.get(i + 1) {
+                    key.clear();
+                    key.push(Kind::Bigram.tag());
+                    key.push_str(&token.text);
+                    key.push(' ');
+                    key.push_str(&next.text);
+                    occurrences.push(vocab.id(Kind::Bigram, &key));
+                }
+                if token.role == Role::Content {
+                    let ids = word_features
+                        .entry(token.text.as_str())
+                        .or_insert_with(|| own_features(&token.text, &mut vocab));
+                    occurrences.extend_from_slice(ids);
+                }
+            }
             occurrences.sort_unstable();
             let mut tf: Vec<(u32, u32)> = Vec::new();
             for &id in &occurrences {
@@ -1012,11 +606,14 @@ impl FeatureSpace {
                     _ => tf.push((id, 1)),
                 }
             }
-            let weight = point.members.len() as f64;
-            for &(id, _) in &tf {
-                df[id as usize] += weight;
-            }
             counts.push(tf);
+        }
+        let Vocab { keys, kinds, .. } = vocab;
+        let mut df = vec![0.0f64; kinds.len()];
+        for (point, tf) in points.iter().zip(&counts) {
+            for &(id, _) in tf {
+                df[id as usize] += point.members.len() as f64;
+            }
         }
 
         let n: f64 = points.iter().map(|p| p.members.len() as f64).sum();
@@ -1072,46 +669,51 @@ impl FeatureSpace {
     }
 }
 
-/// Calls `emit(kind, key)` for every feature occurrence of a tokenised comment.
-fn for_each_feature(tokens: &[Token], mut emit: impl FnMut(Kind, &str)) {
+/// Feature ids by key (the kind's tag followed by the text), assigned in order of first sight.
+#[derive(Default)]
+struct Vocab {
+    ids: FxHashMap<String, u32>,
+    keys: Vec<String>,
+    kinds: Vec<Kind>,
+}
+
+impl Vocab {
+    fn id(&mut self, kind: Kind, key: &str) -> u32 {
+        if let Some(&id) = self.ids.get(key) {
+            return id;
+        }
+        let id = self.keys.len() as u32;
+        self.ids.insert(key.to_string(), id);
+        self.keys.push(key.to_string());
+        self.kinds.push(kind);
+        id
+    }
+}
+
+/// The features of a content word on its own: unigram, concepts, character n-grams.
+fn own_features(word: &str, vocab: &mut Vocab) -> Vec<u32> {
+    let mut ids = Vec::new();
     let mut key = String::new();
-    let start = |kind: Kind, key: &mut String| {
+    let mut add = |kind: Kind, text: &mut dyn Iterator<Item = char>| {
         key.clear();
         key.push(kind.tag());
+        key.extend(text);
+        ids.push(vocab.id(kind, &key));
     };
-    for (i, token) in tokens.iter().enumerate() {
-        if let Some(next) = tokens.get(i + 1) {
-            start(Kind::Bigram, &mut key);
-            key.push_str(&token.text);
-            key.push(' ');
-            key.push_str(&next.text);
-            emit(Kind::Bigram, &key);
-        }
-        if token.role == Role::Weak {
-            continue;
-        }
-        start(Kind::Unigram, &mut key);
-        key.push_str(&token.text);
-        emit(Kind::Unigram, &key);
-
-        for concept in concepts_of(&token.text) {
-            start(Kind::Concept, &mut key);
-            key.push_str(concept);
-            emit(Kind::Concept, &key);
-        }
-
-        let syllabic = token.text.chars().next().is_some_and(is_syllabic);
-        let n = if syllabic { 2 } else { 3 };
-        let padded: Vec<char> = std::iter::once('<')
-            .chain(token.text.chars())
-            .chain(std::iter::once('>'))
-            .collect();
-        for gram in padded.windows(n) {
-            start(Kind::CharGram, &mut key);
-            key.extend(gram);
-            emit(Kind::CharGram, &key);
-        }
+    add(Kind::Unigram, &mut word.chars());
+    for concept in concepts_of(word) {
+        add(Kind::Concept, &mut concept.chars());
     }
+    let syllabic = word.chars().next().is_some_and(is_syllabic);
+    let n = if syllabic { 2 } else { 3 };
+    let padded: Vec<char> = std::iter::once('<')
+        .chain(word.chars())
+        .chain(std::iter::once('>'))
+        .collect();
+    for gram in padded.windows(n) {
+        add(Kind::CharGram, &mut gram.iter().copied());
+    }
+    ids
 }
 
 // ----------------------------------------------------------------------------- clustering
@@ -1138,13 +740,32 @@ impl Triangle {
         self.row_start[i] + (j - i - 1)
     }
 
-    fn get(&self, i: usize, j: usize) -> f32 {
-        self.cells[self.index(i, j)]
-    }
-
     fn set(&mut self, i: usize, j: usize, value: f32) {
         let at = self.index(i, j);
         self.cells[at] = value;
+    }
+
+    /// Row `a` restricted to the sorted indices `others` (which may hold `a`, skipped), into
+    /// `out` in the same order. Cells left of the diagonal sit in column `a` of earlier rows;
+    /// the rest is one forward walk along row `a`.
+    fn gather(&self, a: usize, others: &[usize], out: &mut Vec<(usize, f32)>) {
+        out.clear();
+        let split = others.partition_point(|&x| x < a);
+        out.extend(
+            others[..split]
+                .iter()
+                .map(|&x| (x, self.cells[self.row_start[x] + (a - x - 1)])),
+        );
+        let row = self
+            .row_start
+            .get(a)
+            .map_or(&[][..], |&start| &self.cells[start..]);
+        out.extend(
+            others[split..]
+                .iter()
+                .filter(|&&x| x != a)
+                .map(|&x| (x, row[x - a - 1])),
+        );
     }
 }
 
@@ -1196,6 +817,7 @@ fn average_linkage(similarity: &mut Triangle, weights: &[f64], threshold: f32) -
         }
     };
     let mut chain: Vec<usize> = Vec::new();
+    let (mut row_a, mut row_b) = (Vec::with_capacity(n), Vec::with_capacity(n));
     while let Some(&first_open) = open.first() {
         let a = match chain.last() {
             Some(&a) => a,
@@ -1208,12 +830,9 @@ fn average_linkage(similarity: &mut Triangle, weights: &[f64], threshold: f32) -
         let previous = chain.len().checked_sub(2).map(|k| chain[k]);
         // Most similar open cluster; ties go to the previous chain link (which guarantees the
         // chain ends), then to the smallest index.
+        similarity.gather(a, &open, &mut row_a);
         let mut best: Option<(usize, f32)> = None;
-        for &x in &open {
-            if x == a {
-                continue;
-            }
-            let s = similarity.get(a, x);
+        for &(x, s) in &row_a {
             let better = match best {
                 None => true,
                 Some((b, best_s)) => {
@@ -1234,13 +853,16 @@ fn average_linkage(similarity: &mut Triangle, weights: &[f64], threshold: f32) -
                 chain.truncate(chain.len() - 2);
                 let (keep, gone) = (a.min(b), a.max(b));
                 let (wa, wb) = (weight[a], weight[b]);
-                for &x in &open {
-                    if x != a && x != b {
-                        let merged = (wa * f64::from(similarity.get(a, x))
-                            + wb * f64::from(similarity.get(b, x)))
-                            / (wa + wb);
-                        similarity.set(keep, x, merged as f32);
-                    }
+                // Lance-Williams update for average linkage; `row_a` still holds a's row.
+                similarity.gather(b, &open, &mut row_b);
+                for (&(x, sa), &(x_b, sb)) in row_a
+                    .iter()
+                    .filter(|(x, _)| *x != b)
+                    .zip(row_b.iter().filter(|(x, _)| *x != a))
+                {
+                    debug_assert_eq!(x, x_b);
+                    let merged = (wa * f64::from(sa) + wb * f64::from(sb)) / (wa + wb);
+                    similarity.set(keep, x, merged as f32);
                 }
                 weight[keep] = wa + wb;
                 merged_into[gone] = keep;
@@ -1317,6 +939,12 @@ fn label(centroid: &FxHashMap<u32, f64>, space: &FeatureSpace) -> Vec<String> {
         match kind {
             Kind::Bigram => {
                 let words: Vec<&str> = term.split(' ').collect();
+                let mut reversed = words.clone();
+                reversed.reverse();
+                // "slow response" and "response slow" say the same thing: keep the first.
+                if chosen.iter().any(|(_, t)| *t == reversed.join(" ")) {
+                    continue;
+                }
                 chosen.retain(|(k, t)| *k != Kind::Unigram || !words.contains(t));
             }
             _ => {
@@ -1350,13 +978,21 @@ fn examples(
     let mut ranked: Vec<(f64, usize)> = members.iter().map(|&p| (closeness(p), p)).collect();
     ranked.sort_by(|(a_s, a), (b_s, b)| {
         b_s.total_cmp(a_s)
-            .then_with(|| points[*a].spellings[0].0.cmp(&points[*b].spellings[0].0))
+            .then_with(|| points[*a].text().cmp(points[*b].text()))
     });
-    let firsts = ranked.iter().map(|&(_, p)| &points[p].spellings[0].0);
-    let others = ranked
-        .iter()
-        .flat_map(|&(_, p)| points[p].spellings.iter().skip(1).map(|(text, _)| text));
-    firsts.chain(others).take(EXAMPLES).cloned().collect()
+    let firsts = ranked.iter().map(|&(_, p)| points[p].text());
+    let others = ranked.iter().flat_map(|&(_, p)| {
+        points[p]
+            .spellings
+            .iter()
+            .skip(1)
+            .map(|(text, _)| text.as_str())
+    });
+    firsts
+        .chain(others)
+        .take(EXAMPLES)
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]
@@ -1439,7 +1075,8 @@ mod tests {
         "Refund was processed quickly, thanks",
     ];
 
-    /// The planted corpus: comment, theme; request ids `r00`.., newer for later entries.
+    /// The planted corpus (53 comments, 4 themes plus noise): comment, theme; request ids
+    /// `r00`.. in order, timestamps scrambled over 13 minutes (so some tie).
     fn corpus() -> Vec<(Complaint, Theme)> {
         let themed = [
             (WRONG, Theme::Wrong),
@@ -1489,66 +1126,62 @@ mod tests {
             .collect()
     }
 
-    pub(super) fn show_all() -> String {
-        let mut out = String::new();
-        for t in [0.05f32, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5] {
-            let c = cluster_with_threshold(&complaints(), usize::MAX, t);
-            out += &format!("== {t} {} clusters\n", c.len());
-            for cl in c.iter().filter(|c| c.count > 1) {
-                let themes: Vec<String> = cl.request_ids.iter().map(|r| format!("{:?}", theme_of(r)).chars().take(2).collect()).collect();
-                out += &format!("{} {:?} {}\n", cl.count, cl.label, themes.join(","));
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn planted_themes_are_recovered() {
-        let clusters = cluster_complaints(&complaints(), usize::MAX);
-        let shown = dump(&clusters);
+    /// Each planted theme has a cluster holding at least 80% of it and nothing else; the
+    /// biggest theme comes first; every complaint is counted once.
+    #[track_caller]
+    fn assert_themes_recovered(clusters: &[ComplaintCluster]) {
+        let shown = dump(clusters);
         for (theme, size) in [
             (Theme::Wrong, WRONG.len()),
             (Theme::Slow, SLOW.len()),
             (Theme::Refused, REFUSED.len()),
             (Theme::Language, LANGUAGE.len()),
         ] {
-            let (best, hits) = clusters
+            let of_theme = |c: &ComplaintCluster| {
+                c.request_ids
+                    .iter()
+                    .filter(|r| theme_of(r) == theme)
+                    .count()
+            };
+            let best = clusters
                 .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let hits = c
-                        .request_ids
-                        .iter()
-                        .filter(|r| theme_of(r) == theme)
-                        .count();
-                    (i, hits)
-                })
-                .max_by_key(|&(i, hits)| (hits, std::cmp::Reverse(i)))
-                .unwrap_or((0, 0));
+                .max_by_key(|c| of_theme(c))
+                .expect("clusters");
+            let hits = of_theme(best);
             assert!(
                 hits * 10 >= size * 8,
                 "{theme:?}: only {hits}/{size} together\n{shown}"
             );
-            assert!(
-                clusters[best]
-                    .request_ids
-                    .iter()
-                    .all(|r| theme_of(r) == theme),
-                "{theme:?} cluster is impure\n{shown}"
-            );
+            assert_eq!(hits, best.count, "{theme:?} cluster is impure\n{shown}");
         }
-        // The biggest theme comes first.
         assert!(
             clusters[0]
                 .request_ids
                 .iter()
                 .all(|r| theme_of(r) == Theme::Wrong),
-            "{shown}"
+            "the biggest theme is not first\n{shown}"
         );
         let total: usize = clusters.iter().map(|c| c.count).sum();
         assert_eq!(total, corpus().len(), "{shown}");
         for pair in clusters.windows(2) {
             assert!(pair[0].count >= pair[1].count, "{shown}");
+        }
+    }
+
+    #[test]
+    fn planted_themes_are_recovered() {
+        assert_themes_recovered(&cluster_complaints(&complaints(), usize::MAX));
+    }
+
+    /// The threshold is not on a knife edge: the themes come out the same well around it.
+    #[test]
+    fn planted_themes_survive_nearby_thresholds() {
+        for threshold in [0.15, 0.2, 0.3, 0.35] {
+            assert_themes_recovered(&cluster_with_threshold(
+                &complaints(),
+                usize::MAX,
+                threshold,
+            ));
         }
     }
 
@@ -1683,6 +1316,122 @@ mod tests {
         assert_eq!(words, ["gpt", "not", "답변", "늦게"]);
     }
 
+    #[test]
+    fn only_the_newest_complaints_are_kept() {
+        let input: Vec<Complaint> = (0..MAX_COMPLAINTS + 3)
+            .map(|i| Complaint {
+                request_id: format!("n{i}"),
+                comment: if i % 2 == 0 {
+                    "slow".into()
+                } else {
+                    " ".into()
+                },
+                // Three complaints share the oldest kept time: ids decide which stay.
+                ts_ms: (i / 2).max(3) as i64,
+            })
+            .collect();
+        let doubled: Vec<Complaint> = input.iter().chain(&input).cloned().collect();
+        let kept = newest_non_blank(&doubled);
+        assert_eq!(kept.len(), MAX_COMPLAINTS);
+        assert!(kept.iter().all(|c| c.comment == "slow" && c.ts_ms >= 3));
+        let mut reversed = doubled.clone();
+        reversed.reverse();
+        assert_eq!(newest_non_blank(&reversed), kept);
+    }
+
+    #[test]
+    fn plurals_fold_and_labels_skip_redundant_terms() {
+        let words: Vec<String> = tokenize("policies fees status refuses news")
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        assert_eq!(words, ["policy", "fee", "status", "refuse", "new"]);
+        let input: Vec<Complaint> = ["slow response", "slow responses", "responses slow"]
+            .iter()
+            .enumerate()
+            .map(|(i, text)| Complaint {
+                request_id: format!("p{i}"),
+                comment: text.to_string(),
+                ts_ms: 0,
+            })
+            .collect();
+        let clusters = cluster_complaints(&input, 10);
+        assert_eq!(clusters.len(), 1, "{}", dump(&clusters));
+        // "slow" is inside the bigram, "response slow" is the bigram reversed.
+        assert_eq!(clusters[0].label, ["slow response"]);
+        // One example per normalised form first: "slow responses" is a spelling of the first.
+        assert_eq!(clusters[0].examples, ["slow response", "responses slow"]);
+    }
+
+    /// The nearest-neighbour chain with early finalisation gives the groups of the textbook
+    /// greedy algorithm: merge the pair of highest mean pairwise similarity (weighted) while it
+    /// reaches the threshold, recomputing the means from the original matrix every time.
+    #[test]
+    fn linkage_matches_naive_greedy_average_linkage() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for trial in 0..200 {
+            let n = rng.random_range(1..40);
+            let threshold = rng.random_range(0.2f32..0.8);
+            let weights: Vec<f64> = (0..n)
+                .map(|_| f64::from(rng.random_range(1..4u8)))
+                .collect();
+            let mut triangle = Triangle::zeros(n);
+            for i in 0..n {
+                for j in i + 1..n {
+                    triangle.set(i, j, rng.random_range(0.0..1.0));
+                }
+            }
+            let original = Triangle {
+                row_start: triangle.row_start.clone(),
+                cells: triangle.cells.clone(),
+            };
+            let roots = average_linkage(&mut triangle, &weights, threshold);
+            let mut fast: Vec<Vec<usize>> = Vec::new();
+            for root in 0..n {
+                let group: Vec<usize> = (0..n).filter(|&p| roots[p] == root).collect();
+                if !group.is_empty() {
+                    fast.push(group);
+                }
+            }
+
+            let mut groups: Vec<Vec<usize>> = (0..n).map(|p| vec![p]).collect();
+            loop {
+                let mean = |a: &[usize], b: &[usize]| {
+                    let mut sum = 0.0;
+                    for &i in a {
+                        for &j in b {
+                            let s = f64::from(original.cells[original.index(i, j)]);
+                            sum += weights[i] * weights[j] * s;
+                        }
+                    }
+                    let w = |g: &[usize]| g.iter().map(|&p| weights[p]).sum::<f64>();
+                    sum / (w(a) * w(b))
+                };
+                let mut best: Option<(usize, usize, f64)> = None;
+                for x in 0..groups.len() {
+                    for y in x + 1..groups.len() {
+                        let s = mean(&groups[x], &groups[y]);
+                        if best.is_none_or(|(_, _, b)| s > b) {
+                            best = Some((x, y, s));
+                        }
+                    }
+                }
+                match best {
+                    Some((x, y, s)) if s >= f64::from(threshold) => {
+                        let moved = groups.swap_remove(y);
+                        groups[x].extend(moved);
+                    }
+                    _ => break,
+                }
+            }
+            for group in &mut groups {
+                group.sort_unstable();
+            }
+            groups.sort();
+            assert_eq!(fast, groups, "trial {trial}: n {n}, threshold {threshold}");
+        }
+    }
+
     /// Synthetic comments: a theme phrase plus random pseudo-words, nearly all distinct.
     fn generated(n: usize, seed: u64) -> Vec<Complaint> {
         let phrases: Vec<&str> = [WRONG, SLOW, REFUSED, LANGUAGE, NOISE].concat();
@@ -1712,73 +1461,68 @@ mod tests {
             .collect()
     }
 
+    /// Adversarial: long comments over a vocabulary of 30 words, so every feature is in nearly
+    /// every comment and every pair is similar.
+    fn long_and_alike(n: usize, seed: u64) -> Vec<Complaint> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let words: Vec<String> = (0..30)
+            .map(|i| format!("w{}x{}", ["ka", "lo", "mi", "ru", "te"][i % 5], i))
+            .collect();
+        (0..n)
+            .map(|i| {
+                let mut comment = String::new();
+                while comment.len() < MAX_COMMENT_CHARS * 2 {
+                    comment.push_str(&words[rng.random_range(0..words.len())]);
+                    comment.push(' ');
+                }
+                Complaint {
+                    request_id: format!("l{i}"),
+                    comment,
+                    ts_ms: i as i64,
+                }
+            })
+            .collect()
+    }
+
     #[test]
     fn a_thousand_generated_comments() {
         let input = generated(1_000, 1);
         let clusters = cluster_complaints(&input, 10);
         assert_eq!(clusters.len(), 10);
         assert!(clusters[0].count >= clusters[9].count);
+        let mut shuffled = input.clone();
+        shuffled.shuffle(&mut StdRng::seed_from_u64(3));
+        assert_eq!(cluster_complaints(&shuffled, 10), clusters);
     }
 
-    /// The full cap; slow in a debug build. Timing in release:
+    /// The full cap (several seconds in a debug build). Timings in release:
     /// `cargo test --release --lib core::cluster -- --ignored --nocapture`.
     #[test]
     #[ignore]
-    fn the_full_cap_of_generated_comments() {
-        let input = generated(MAX_COMPLAINTS + 500, 2);
-        let started = std::time::Instant::now();
-        let clusters = cluster_complaints(&input, 10);
-        let elapsed = started.elapsed();
-        println!("{} complaints clustered in {elapsed:?}", MAX_COMPLAINTS);
-        print!("{}", dump(&clusters[..3]));
-        assert_eq!(clusters.len(), 10);
-        let duplicates = generated(MAX_COMPLAINTS, 3)
-            .into_iter()
-            .map(|mut c| {
-                c.comment = c.comment.split(' ').take(4).collect::<Vec<_>>().join(" ");
-                c
-            })
-            .collect::<Vec<_>>();
-        let started = std::time::Instant::now();
-        cluster_complaints(&duplicates, 10);
-        println!(
-            "{} short comments clustered in {:?}",
-            MAX_COMPLAINTS,
-            started.elapsed()
-        );
-    }
-}
-#[cfg(test)]
-mod tmp_debug {
-    #[test]
-    #[ignore]
-    fn long_comments() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        let words: Vec<String> = (0..500).map(|i| format!("w{}x{}", ["ka","lo","mi","ru","te"][i % 5], ["pa","no","si"][i % 3]).repeat(1 + i % 3) + &"abcdefghij"[(i % 10)..(i % 10) + 1]).collect();
-        let input: Vec<super::Complaint> = (0..5000).map(|i| {
-            let mut c = String::new();
-            while c.len() < 2000 { c.push_str(&words[rng.random_range(0..words.len())]); c.push(' '); }
-            super::Complaint { request_id: format!("l{i}"), comment: c, ts_ms: i }
-        }).collect();
-        let t = std::time::Instant::now();
-        let out = super::cluster_complaints(&input, 10);
-        eprintln!("long: {:?} {}", t.elapsed(), out.len());
-    }
-    #[test]
-    #[ignore]
-    fn show() {
-        let c = super::tests_corpus();
-        print!("{}", c);
-    }
-}
-#[cfg(test)]
-fn tests_corpus() -> String { tests::show_all() }
-#[cfg(test)]
-mod tmp_debug2 {
-    #[test]
-    fn toks() {
-        let t = super::tokenize("wkaxpa wloxnowloxnoa wmixsiwmixsiwmixsib wkaxpa");
-        eprintln!("{:?}", t);
+    fn the_full_cap_timed() {
+        let runs: [(&str, Vec<Complaint>); 3] = [
+            ("distinct generated", generated(MAX_COMPLAINTS + 500, 2)),
+            (
+                "short, many duplicates",
+                generated(MAX_COMPLAINTS, 3)
+                    .into_iter()
+                    .map(|mut c| {
+                        c.comment = c.comment.split(' ').take(4).collect::<Vec<_>>().join(" ");
+                        c
+                    })
+                    .collect(),
+            ),
+            ("long and alike", long_and_alike(MAX_COMPLAINTS, 4)),
+        ];
+        for (name, input) in runs {
+            let started = std::time::Instant::now();
+            let clusters = cluster_complaints(&input, 10);
+            let elapsed = started.elapsed();
+            println!("{name}: {} complaints in {elapsed:?}", input.len());
+            for c in clusters.iter().take(3) {
+                println!("  {} {:?} {:?}", c.count, c.label, c.examples);
+            }
+            assert!(!clusters.is_empty());
+        }
     }
 }

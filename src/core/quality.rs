@@ -288,6 +288,66 @@ impl Streak {
     }
 }
 
+/// The runs of bad answers in an ordered stretch of composites: its length, the bad run it
+/// starts with, the one it ends with, and the longest inside. Summaries compose (`then`), so
+/// per-hour summaries add up to the streak of any range without reading each request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub n: u32,
+    pub prefix: u32,
+    pub suffix: u32,
+    pub longest: u32,
+}
+
+impl RunSummary {
+    /// One composite.
+    pub fn of(composite: f64, threshold: f64) -> RunSummary {
+        let bad = u32::from(composite < threshold);
+        RunSummary {
+            n: 1,
+            prefix: bad,
+            suffix: bad,
+            longest: bad,
+        }
+    }
+
+    /// This stretch followed by `next`.
+    pub fn then(self, next: RunSummary) -> RunSummary {
+        if self.n == 0 {
+            return next;
+        }
+        if next.n == 0 {
+            return self;
+        }
+        RunSummary {
+            n: self.n + next.n,
+            prefix: if self.prefix == self.n {
+                self.n + next.prefix
+            } else {
+                self.prefix
+            },
+            suffix: if next.suffix == next.n {
+                next.n + self.suffix
+            } else {
+                next.suffix
+            },
+            longest: self
+                .longest
+                .max(next.longest)
+                .max(self.suffix + next.prefix),
+        }
+    }
+
+    /// The streak at the end of the stretch: `escalated` when its final run reached `length`.
+    pub fn streak(&self, length: u32) -> Streak {
+        Streak {
+            current: self.suffix,
+            longest: self.longest,
+            escalated: self.suffix >= length,
+        }
+    }
+}
+
 /// Runs the streak over composites in order; the state after the last.
 pub fn streak_of(composites: impl IntoIterator<Item = f64>, threshold: f64, length: u32) -> Streak {
     let mut s = Streak::default();
@@ -479,6 +539,29 @@ mod tests {
         assert!(!s.observe(0.7, 0.7, 5));
         assert_eq!(s.current, 0);
         assert!(!s.escalated);
+    }
+
+    #[test]
+    fn run_summaries_compose_to_the_streak_of_the_whole_sequence() {
+        // Every split of a sequence into up to three parts gives the streak run over it whole.
+        let seq = [0.9, 0.5, 0.5, 0.9, 0.1, 0.2, 0.3, 0.4, 0.9, 0.6, 0.6, 0.69, 0.7, 0.1];
+        let whole = streak_of(seq, 0.7, 3);
+        let sum = |part: &[f64]| {
+            part.iter()
+                .fold(RunSummary::default(), |acc, c| acc.then(RunSummary::of(*c, 0.7)))
+        };
+        for i in 0..=seq.len() {
+            for j in i..=seq.len() {
+                let s = sum(&seq[..i]).then(sum(&seq[i..j])).then(sum(&seq[j..]));
+                assert_eq!(s.streak(3).current, whole.current, "{i} {j}");
+                assert_eq!(s.longest, whole.longest, "{i} {j}");
+                assert_eq!(s.n as usize, seq.len());
+            }
+        }
+        assert_eq!((whole.current, whole.longest), (1, 4));
+        let all_bad = sum(&[0.1, 0.1, 0.1]);
+        assert_eq!((all_bad.prefix, all_bad.suffix, all_bad.longest), (3, 3, 3));
+        assert!(all_bad.streak(3).escalated);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::core::quality::{
     QualityRules, Score, ScoreSource, effective_scores, heuristic_scores,
 };
 use crate::core::feedback::{Feedback, FeedbackCounts};
-use super::sqlite_quality::{self, QualityState, Touched};
+use super::sqlite_quality::{self, Fresh, QualityState, Touched};
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
@@ -396,6 +396,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         register_functions(&conn)?;
         migrate(&mut conn, path, &quality)?;
+        sqlite_quality::ensure_run_threshold(&mut conn, quality.threshold)?;
         // Checkpoints run on their own thread (see `Checkpointer`). Under sustained writes a
         // passive checkpoint never reaches the end of the WAL, so the WAL could not restart; the
         // writer's own checkpoint at 64 MB bounds it (cheap: most frames are already copied).
@@ -826,9 +827,16 @@ fn note_quality(
     touched: &mut Touched,
 ) -> Result<(), StoreError> {
     let id = &pr.record.request_id;
+    let awaited = quality.is_awaited(tx, project, id)?;
     if !pr.record.scores.is_empty() {
-        sqlite_quality::put_scores(tx, project, &pr.record.scores, touched)?;
-    } else if replaced || quality.is_awaited(tx, project, id)? {
+        if replaced || awaited {
+            sqlite_quality::put_scores(tx, project, &pr.record.scores, touched)?;
+        } else {
+            // Nothing stored before: settle from what is in hand, without reading it back.
+            sqlite_quality::put_score_rows(tx, project, &pr.record.scores)?;
+            touched.add_fresh(project, id, Fresh::of(&pr.record));
+        }
+    } else if replaced || awaited {
         touched.add(project, id);
     }
     Ok(())

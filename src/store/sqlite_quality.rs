@@ -4,7 +4,7 @@
 //! Every write that can change a request's quality (a score, a thumb, the request itself
 //! arriving after its scores, a replaced request) lists the request as touched; before the
 //! transaction commits, [`settle`] recomputes each touched request's effective scores and
-//! composite, moves its contribution in `rollup_quality_1h` (subtracting what its stored state
+//! composite, moves its contribution in the hourly and daily score histograms (subtracting what its stored state
 //! added, adding the new one: histograms subtract exactly), and feeds a newly known composite
 //! into its feature's streak, in the order the requests were touched.
 
@@ -16,10 +16,10 @@ use super::StoreError;
 use crate::core::heuristics::HeuristicSet;
 use crate::core::feedback::{Feedback, FeedbackCounts, FeedbackKind, USER_RATING};
 use crate::core::quality::{
-    COMPOSITE, QualityRules, SCORED, Score, ScoreHist, ScoreSource, Streak, composite,
-    effective_scores,
+    COMPOSITE, QualityRules, RunSummary, SCORED, Score, ScoreHist, ScoreSource, Streak,
+    composite, effective_scores,
 };
-use crate::core::time::{HOUR_MS, Range, Source, bucket_start, plan};
+use crate::core::time::{DAY_MS, HOUR_MS, Range, Source, bucket_start, plan};
 
 /// What the writer remembers of quality between transactions.
 pub(super) struct QualityState {
@@ -84,15 +84,64 @@ impl QualityState {
 #[derive(Default)]
 pub(super) struct Touched {
     order: Vec<(String, String)>,
-    seen: HashSet<(String, String)>,
+    /// Position in `order` of each request.
+    seen: HashMap<(String, String), usize>,
+    /// What is known without reading, for requests first stored in this transaction with
+    /// their scores (the ingest fast path: no stored state, no other scores).
+    fresh: HashMap<usize, Fresh>,
+}
+
+/// A request first stored in this transaction, with its only scores.
+pub(super) struct Fresh {
+    labels: Labels,
+    scores: BTreeMap<String, f64>,
+}
+
+impl Fresh {
+    pub fn of(record: &crate::core::record::Record) -> Fresh {
+        Fresh {
+            labels: Labels {
+                ts_ms: record.timestamp_ms,
+                model: record.model.clone(),
+                feature: record.feature.clone().unwrap_or_default(),
+                release: record.release.clone().unwrap_or_default(),
+            },
+            scores: effective_scores(
+                record
+                    .scores
+                    .iter()
+                    .map(|s| (s.name.as_str(), s.source, s.value)),
+            ),
+        }
+    }
 }
 
 impl Touched {
     pub fn add(&mut self, project: &str, request_id: &str) {
         let key = (project.to_owned(), request_id.to_owned());
-        if self.seen.insert(key.clone()) {
-            self.order.push(key);
+        match self.seen.get(&key) {
+            // Touched again: whatever was known without reading may be stale now.
+            Some(i) => {
+                self.fresh.remove(i);
+            }
+            None => {
+                self.seen.insert(key.clone(), self.order.len());
+                self.order.push(key);
+            }
         }
+    }
+
+    /// Lists a request first stored in this transaction with its scores (already written).
+    pub fn add_fresh(&mut self, project: &str, request_id: &str, fresh: Fresh) {
+        let key = (project.to_owned(), request_id.to_owned());
+        if self.seen.contains_key(&key) {
+            self.add(project, request_id);
+            return;
+        }
+        let i = self.order.len();
+        self.seen.insert(key.clone(), i);
+        self.order.push(key);
+        self.fresh.insert(i, fresh);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,12 +154,26 @@ const UPSERT_SCORE: &str = "INSERT INTO scores (project, request_id, name, sourc
      ON CONFLICT (project, request_id, name, source) DO UPDATE SET \
      value = excluded.value, comment = excluded.comment, ts_ms = excluded.ts_ms";
 
-/// Stores scores (the same request, name and source replaces the earlier one).
+/// Stores scores (the same request, name and source replaces the earlier one) and lists
+/// their requests for settling.
 pub(super) fn put_scores(
     tx: &Connection,
     project: &str,
     scores: &[Score],
     touched: &mut Touched,
+) -> Result<(), StoreError> {
+    put_score_rows(tx, project, scores)?;
+    for s in scores {
+        touched.add(project, &s.request_id);
+    }
+    Ok(())
+}
+
+/// Stores scores; settling them is the caller's.
+pub(super) fn put_score_rows(
+    tx: &Connection,
+    project: &str,
+    scores: &[Score],
 ) -> Result<(), StoreError> {
     let mut put = tx.prepare_cached(UPSERT_SCORE)?;
     for s in scores {
@@ -123,7 +186,6 @@ pub(super) fn put_scores(
             s.comment,
             s.ts_ms
         ])?;
-        touched.add(project, &s.request_id);
     }
     Ok(())
 }
@@ -211,7 +273,14 @@ struct Stored {
     streaked: bool,
 }
 
-type HistKey = (String, i64, String, String, String, String);
+/// (project, tier width, bucket, model, feature, release, name).
+type HistKey = (String, i64, i64, String, String, String, String);
+
+/// The score histogram tiers: (bucket width, table).
+const HIST_TIERS: [(i64, &str); 2] = [
+    (DAY_MS, "rollup_quality_1d"),
+    (HOUR_MS, "rollup_quality_1h"),
+];
 
 fn contribute(
     hists: &mut HashMap<HistKey, ScoreHist>,
@@ -221,19 +290,21 @@ fn contribute(
     composite: Option<f64>,
     sign: i64,
 ) {
-    let hour = bucket_start(labels.ts_ms, HOUR_MS);
     let mut add = |name: &str, value: f64| {
-        hists
-            .entry((
-                project.to_owned(),
-                hour,
-                labels.model.clone(),
-                labels.feature.clone(),
-                labels.release.clone(),
-                name.to_owned(),
-            ))
-            .or_default()
-            .add(value, sign);
+        for (width, _) in HIST_TIERS {
+            hists
+                .entry((
+                    project.to_owned(),
+                    width,
+                    bucket_start(labels.ts_ms, width),
+                    labels.model.clone(),
+                    labels.feature.clone(),
+                    labels.release.clone(),
+                    name.to_owned(),
+                ))
+                .or_default()
+                .add(value, sign);
+        }
     };
     if scores.is_empty() {
         return;
@@ -266,6 +337,7 @@ pub(super) fn settle(
     }
     let rules = state.rules.clone();
     let mut hists: HashMap<HistKey, ScoreHist> = HashMap::new();
+    let mut runs: BTreeMap<RunKey, RunChange> = BTreeMap::new();
     let mut streaks: BTreeMap<(String, String), StreakRow> = BTreeMap::new();
     let mut load_state = tx.prepare_cached(
         "SELECT ts_ms, model, feature, release, scores, composite, streaked FROM request_quality \
@@ -288,7 +360,13 @@ pub(super) fn settle(
     let mut delete_state =
         tx.prepare_cached("DELETE FROM request_quality WHERE project = ?1 AND request_id = ?2")?;
 
-    for (project, request_id) in touched.order {
+    let Touched {
+        order, mut fresh, ..
+    } = touched;
+    for (i, (project, request_id)) in order.into_iter().enumerate() {
+        let (old, scores, labels) = match fresh.remove(&i) {
+            Some(f) => (None, f.scores, Some(f.labels)),
+            None => {
         let old = load_state
             .query_row(params![project, request_id], |r| {
                 let labels = match r.get::<_, Option<i64>>(0)? {
@@ -335,8 +413,12 @@ pub(super) fn settle(
                 })
             })
             .optional()?;
+        (old, scores, labels)
+            }
+        };
         let composite = composite(&scores, &rules.composite);
 
+        note_run_change(&mut runs, &project, &request_id, old.as_ref(), labels.as_ref(), composite);
         let mut streaked = false;
         if let Some(old) = &old {
             streaked = old.streaked;
@@ -390,6 +472,7 @@ pub(super) fn settle(
     }
 
     apply_hists(tx, hists)?;
+    apply_runs(tx, runs, rules.threshold)?;
     let mut put_streak = tx.prepare_cached(
         "INSERT INTO quality_streaks (project, feature, current, longest, escalated, run) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (project, feature) DO UPDATE SET \
@@ -411,6 +494,199 @@ pub(super) fn settle(
             run
         ])?;
     }
+    Ok(())
+}
+
+/// (project, feature, UTC hour) of a stretch of composites.
+type RunKey = (String, String, i64);
+
+/// How one hour's composites of a feature changed in a transaction.
+#[derive(Default)]
+struct RunChange {
+    /// Composites new to the hour: (ts_ms, request_id, composite).
+    added: Vec<(i64, String, f64)>,
+    /// A composite left the hour or changed in place: the hour is summarised again from rows.
+    rescan: bool,
+}
+
+fn run_key(project: &str, labels: &Labels) -> RunKey {
+    (
+        project.to_owned(),
+        labels.feature.clone(),
+        bucket_start(labels.ts_ms, HOUR_MS),
+    )
+}
+
+fn note_run_change(
+    runs: &mut BTreeMap<RunKey, RunChange>,
+    project: &str,
+    request_id: &str,
+    old: Option<&Stored>,
+    labels: Option<&Labels>,
+    composite: Option<f64>,
+) {
+    let before = old.and_then(|o| Some((o.labels.as_ref()?, o.composite?)));
+    let after = labels.zip(composite);
+    match (before, after) {
+        (Some((l0, c0)), Some((l1, c1))) if l0.ts_ms == l1.ts_ms && l0.feature == l1.feature => {
+            if c0 != c1 {
+                runs.entry(run_key(project, l1)).or_default().rescan = true;
+            }
+        }
+        (before, after) => {
+            if let Some((l0, _)) = before {
+                runs.entry(run_key(project, l0)).or_default().rescan = true;
+            }
+            if let Some((l1, c1)) = after {
+                runs.entry(run_key(project, l1))
+                    .or_default()
+                    .added
+                    .push((l1.ts_ms, request_id.to_owned(), c1));
+            }
+        }
+    }
+}
+
+/// A stored hour summary and the last composite it covers.
+struct StoredRun {
+    summary: RunSummary,
+    last: (i64, String),
+}
+
+/// Brings the hour summaries of changed hours up to date: composites appended after an
+/// hour's last one extend its summary; anything else summarises the hour again from its rows.
+fn apply_runs(
+    tx: &Connection,
+    runs: BTreeMap<RunKey, RunChange>,
+    threshold: f64,
+) -> Result<(), StoreError> {
+    let mut get = tx.prepare_cached(
+        "SELECT n, prefix, suffix, longest, last_ts, last_id FROM rollup_streak_1h \
+         WHERE project = ?1 AND feature = ?2 AND bucket_ms = ?3",
+    )?;
+    for ((project, feature, hour), mut change) in runs {
+        let stored = get
+            .query_row(params![project, feature, hour], |r| {
+                Ok(StoredRun {
+                    summary: RunSummary {
+                        n: r.get(0)?,
+                        prefix: r.get(1)?,
+                        suffix: r.get(2)?,
+                        longest: r.get(3)?,
+                    },
+                    last: (r.get(4)?, r.get(5)?),
+                })
+            })
+            .optional()?;
+        change.added.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let appends = !change.rescan
+            && change.added.first().is_some_and(|(ts, id, _)| {
+                stored
+                    .as_ref()
+                    .is_none_or(|s| (*ts, id.as_str()) > (s.last.0, s.last.1.as_str()))
+            });
+        let (summary, last) = if appends {
+            let mut summary = stored.map(|s| s.summary).unwrap_or_default();
+            for (_, _, c) in &change.added {
+                summary = summary.then(RunSummary::of(*c, threshold));
+            }
+            let last = change
+                .added
+                .last()
+                .map(|(ts, id, _)| (*ts, id.clone()))
+                .unwrap_or_default();
+            (summary, last)
+        } else {
+            summarize_hour(tx, &project, &feature, hour, threshold)?
+        };
+        put_run(tx, &project, &feature, hour, summary, &last, threshold)?;
+    }
+    Ok(())
+}
+
+/// One hour of a feature's composites, summarised from their rows.
+fn summarize_hour(
+    tx: &Connection,
+    project: &str,
+    feature: &str,
+    hour: i64,
+    threshold: f64,
+) -> Result<(RunSummary, (i64, String)), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT composite, ts_ms, request_id FROM request_quality WHERE project = ?1 \
+         AND feature = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 AND composite IS NOT NULL \
+         ORDER BY ts_ms, request_id",
+    )?;
+    let mut rows = stmt.query(params![project, feature, hour, hour + HOUR_MS])?;
+    let mut summary = RunSummary::default();
+    let mut last = (0, String::new());
+    while let Some(row) = rows.next()? {
+        summary = summary.then(RunSummary::of(row.get(0)?, threshold));
+        last = (row.get(1)?, row.get(2)?);
+    }
+    Ok((summary, last))
+}
+
+fn put_run(
+    tx: &Connection,
+    project: &str,
+    feature: &str,
+    hour: i64,
+    summary: RunSummary,
+    last: &(i64, String),
+    threshold: f64,
+) -> Result<(), StoreError> {
+    if summary.n == 0 {
+        tx.prepare_cached(
+            "DELETE FROM rollup_streak_1h WHERE project = ?1 AND feature = ?2 AND bucket_ms = ?3",
+        )?
+        .execute(params![project, feature, hour])?;
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT INTO rollup_streak_1h (project, feature, bucket_ms, n, prefix, suffix, longest, \
+         threshold, last_ts, last_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (project, feature, bucket_ms) DO UPDATE SET n = excluded.n, \
+         prefix = excluded.prefix, suffix = excluded.suffix, longest = excluded.longest, \
+         threshold = excluded.threshold, last_ts = excluded.last_ts, last_id = excluded.last_id",
+    )?
+    .execute(params![
+        project,
+        feature,
+        hour,
+        summary.n,
+        summary.prefix,
+        summary.suffix,
+        summary.longest,
+        threshold,
+        last.0,
+        last.1
+    ])?;
+    Ok(())
+}
+
+/// Summarises every hour again when the configured threshold is not the one the hour
+/// summaries were computed at (a config change).
+pub(super) fn ensure_run_threshold(conn: &mut Connection, threshold: f64) -> Result<(), StoreError> {
+    let stale: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM rollup_streak_1h WHERE threshold <> ?1)",
+        params![threshold],
+        |r| r.get(0),
+    )?;
+    if !stale {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    let hours: Vec<(String, String, i64)> = tx
+        .prepare("SELECT project, feature, bucket_ms FROM rollup_streak_1h")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    for (project, feature, hour) in hours {
+        let (summary, last) = summarize_hour(&tx, &project, &feature, hour, threshold)?;
+        put_run(&tx, &project, &feature, hour, summary, &last, threshold)?;
+    }
+    tx.commit()?;
+    tracing::info!(threshold, "quality threshold changed: streak summaries rebuilt");
     Ok(())
 }
 
@@ -501,37 +777,43 @@ fn observe(
 }
 
 fn apply_hists(tx: &Connection, hists: HashMap<HistKey, ScoreHist>) -> Result<(), StoreError> {
-    let mut get = tx.prepare_cached(
-        "SELECT hist FROM rollup_quality_1h WHERE project = ?1 AND bucket_ms = ?2 AND model = ?3 \
-         AND feature = ?4 AND release = ?5 AND name = ?6",
-    )?;
-    let mut put = tx.prepare_cached(
-        "INSERT INTO rollup_quality_1h (project, bucket_ms, model, feature, release, name, \
-         count, hist) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-         ON CONFLICT (project, bucket_ms, model, feature, release, name) DO UPDATE SET \
-         count = excluded.count, hist = excluded.hist",
-    )?;
-    let mut delete = tx.prepare_cached(
-        "DELETE FROM rollup_quality_1h WHERE project = ?1 AND bucket_ms = ?2 AND model = ?3 \
-         AND feature = ?4 AND release = ?5 AND name = ?6",
-    )?;
-    for ((project, hour, model, feature, release, name), delta) in hists {
+    for ((project, width, bucket, model, feature, release, name), delta) in hists {
         if delta.is_empty() && delta.sum_micros == 0 {
             continue;
         }
-        let key = params![project, hour, model, feature, release, name];
-        let stored: Option<Vec<u8>> = get.query_row(key, |r| r.get(0)).optional()?;
+        let table = HIST_TIERS
+            .iter()
+            .find(|(w, _)| *w == width)
+            .map_or("rollup_quality_1h", |(_, t)| *t);
+        let key = params![project, bucket, model, feature, release, name];
+        let stored: Option<Vec<u8>> = tx
+            .prepare_cached(&format!(
+                "SELECT hist FROM {table} WHERE project = ?1 AND bucket_ms = ?2 AND model = ?3 \
+                 AND feature = ?4 AND release = ?5 AND name = ?6"
+            ))?
+            .query_row(key, |r| r.get(0))
+            .optional()?;
         let mut hist = match stored {
             Some(bytes) => ScoreHist::decode(&bytes).map_err(StoreError::Corrupt)?,
             None => ScoreHist::default(),
         };
         hist.merge(&delta);
         if hist.is_empty() {
-            delete.execute(key)?;
+            tx.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE project = ?1 AND bucket_ms = ?2 AND model = ?3 \
+                 AND feature = ?4 AND release = ?5 AND name = ?6"
+            ))?
+            .execute(key)?;
         } else {
-            put.execute(params![
+            tx.prepare_cached(&format!(
+                "INSERT INTO {table} (project, bucket_ms, model, feature, release, name, count, \
+                 hist) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (project, bucket_ms, model, feature, release, name) DO UPDATE SET \
+                 count = excluded.count, hist = excluded.hist"
+            ))?
+            .execute(params![
                 project,
-                hour,
+                bucket,
                 model,
                 feature,
                 release,
@@ -585,12 +867,16 @@ pub(super) fn query_quality(conn: &Connection, q: &QualityQuery) -> Result<Quali
     let mut data = QualityData::default();
     let mut labels = Vec::new();
     let filters = label_filters(q, 4, &mut labels);
-    for segment in plan(q.range, &[HOUR_MS]) {
+    for segment in plan(q.range, &HIST_TIERS.map(|(w, _)| w)) {
         let (a, b) = (segment.range.from_ms, segment.range.to_ms);
         match segment.source {
-            Source::Tier(_) => {
+            Source::Tier(width) => {
+                let table = HIST_TIERS
+                    .iter()
+                    .find(|(w, _)| *w == width)
+                    .map_or("rollup_quality_1h", |(_, t)| *t);
                 let sql = format!(
-                    "SELECT name, hist FROM rollup_quality_1h WHERE project = ?1 \
+                    "SELECT name, hist FROM {table} WHERE project = ?1 \
                      AND bucket_ms >= ?2 AND bucket_ms < ?3{filters}"
                 );
                 let mut stmt = conn.prepare_cached(&sql)?;
@@ -632,23 +918,96 @@ pub(super) fn query_quality(conn: &Connection, q: &QualityQuery) -> Result<Quali
             }
         }
     }
+    let runs = if q.model.is_none() && q.release.is_none() {
+        runs_from_hours(conn, q)?
+    } else {
+        // A streak is a feature's; restricted to one model or release it is recounted from
+        // the requests' rows.
+        runs_from_rows(conn, q, q.range, &filters, &labels)?
+    };
+    data.streaks = runs
+        .into_iter()
+        .map(|(feature, run)| (feature, run.streak(q.streak)))
+        .collect();
+    Ok(data)
+}
+
+/// Each feature's runs over a range from rows, in request-time order.
+fn runs_from_rows(
+    conn: &Connection,
+    q: &QualityQuery,
+    range: Range,
+    filters: &str,
+    labels: &[String],
+) -> Result<BTreeMap<String, RunSummary>, StoreError> {
     let sql = format!(
         "SELECT feature, composite FROM request_quality WHERE project = ?1 AND ts_ms >= ?2 \
          AND ts_ms < ?3 AND composite IS NOT NULL{filters} ORDER BY ts_ms, request_id"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&q.project, &q.range.from_ms, &q.range.to_ms];
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&q.project, &range.from_ms, &range.to_ms];
     params.extend(labels.iter().map(|l| l as &dyn rusqlite::ToSql));
     let mut rows = stmt.query(params.as_slice())?;
+    let mut runs: BTreeMap<String, RunSummary> = BTreeMap::new();
     while let Some(row) = rows.next()? {
         let feature: String = row.get(0)?;
         let c: f64 = row.get(1)?;
-        data.streaks
-            .entry(feature)
-            .or_default()
-            .observe(c, q.threshold, q.streak);
+        let run = runs.entry(feature).or_default();
+        *run = run.then(RunSummary::of(c, q.threshold));
     }
-    Ok(data)
+    Ok(runs)
+}
+
+/// Each feature's runs over a range: whole hours from their summaries, ragged edges from rows.
+fn runs_from_hours(
+    conn: &Connection,
+    q: &QualityQuery,
+) -> Result<BTreeMap<String, RunSummary>, StoreError> {
+    let mut labels = Vec::new();
+    let filters = label_filters(
+        &QualityQuery {
+            model: None,
+            release: None,
+            ..q.clone()
+        },
+        4,
+        &mut labels,
+    );
+    let mut runs: BTreeMap<String, RunSummary> = BTreeMap::new();
+    for segment in plan(q.range, &[HOUR_MS]) {
+        let part = match segment.source {
+            Source::Raw => runs_from_rows(conn, q, segment.range, &filters, &labels)?,
+            Source::Tier(_) => {
+                let sql = format!(
+                    "SELECT feature, n, prefix, suffix, longest FROM rollup_streak_1h \
+                     WHERE project = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3{filters} \
+                     ORDER BY feature, bucket_ms"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let (a, b) = (segment.range.from_ms, segment.range.to_ms);
+                let mut params: Vec<&dyn rusqlite::ToSql> = vec![&q.project, &a, &b];
+                params.extend(labels.iter().map(|l| l as &dyn rusqlite::ToSql));
+                let mut rows = stmt.query(params.as_slice())?;
+                let mut part: BTreeMap<String, RunSummary> = BTreeMap::new();
+                while let Some(row) = rows.next()? {
+                    let hour = RunSummary {
+                        n: row.get(1)?,
+                        prefix: row.get(2)?,
+                        suffix: row.get(3)?,
+                        longest: row.get(4)?,
+                    };
+                    let run = part.entry(row.get(0)?).or_default();
+                    *run = run.then(hour);
+                }
+                part
+            }
+        };
+        for (feature, run) in part {
+            let total = runs.entry(feature).or_default();
+            *total = total.then(run);
+        }
+    }
+    Ok(runs)
 }
 
 /// A stored quality escalation.

@@ -32,6 +32,19 @@ CREATE TABLE rollup_quality_1h (
     PRIMARY KEY (project, bucket_ms, model, feature, release, name)
 ) WITHOUT ROWID;
 
+-- The same per UTC day, so a month reads 30 rows per series instead of 720.
+CREATE TABLE rollup_quality_1d (
+    project   TEXT    NOT NULL,
+    bucket_ms INTEGER NOT NULL,
+    model     TEXT    NOT NULL,
+    feature   TEXT    NOT NULL,
+    release   TEXT    NOT NULL,
+    name      TEXT    NOT NULL,
+    count     INTEGER NOT NULL,
+    hist      BLOB    NOT NULL,
+    PRIMARY KEY (project, bucket_ms, model, feature, release, name)
+) WITHOUT ROWID;
+
 -- The live escalation streak of each feature, in the order composites became known.
 CREATE TABLE quality_streaks (
     project   TEXT    NOT NULL,
@@ -74,3 +87,21 @@ CREATE UNIQUE INDEX feedback_by_client_id ON feedback (project, feedback_id)
     WHERE feedback_id IS NOT NULL;
 CREATE INDEX feedback_by_time ON feedback (project, ts_ms);
 CREATE INDEX feedback_by_request ON feedback (project, request_id);
+
+-- Composite runs per feature and hour (core::quality::RunSummary at `threshold`), so a range's
+-- streak composes from hours instead of reading every request.
+CREATE TABLE rollup_streak_1h (
+    project   TEXT    NOT NULL,
+    feature   TEXT    NOT NULL,
+    bucket_ms INTEGER NOT NULL,
+    n         INTEGER NOT NULL,
+    prefix    INTEGER NOT NULL,
+    suffix    INTEGER NOT NULL,
+    longest   INTEGER NOT NULL,
+    threshold REAL    NOT NULL,
+    last_ts   INTEGER NOT NULL,            -- the hour's last composite, by (ts_ms, request_id)
+    last_id   TEXT    NOT NULL,
+    PRIMARY KEY (project, feature, bucket_ms)
+) WITHOUT ROWID;
+CREATE INDEX request_quality_runs ON request_quality (project, feature, ts_ms, request_id)
+    WHERE composite IS NOT NULL;
