@@ -68,8 +68,8 @@ impl App {
             (judge, task)
         });
         Ok(App {
-            judge,
             state: AppState {
+                judge: judge.as_ref().map(|(j, _)| j.clone()),
                 config: Arc::new(config),
                 store,
                 writer,
@@ -77,6 +77,7 @@ impl App {
                 clock,
             },
             writer_task,
+            judge,
         })
     }
 

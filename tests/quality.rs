@@ -452,6 +452,8 @@ async fn the_configured_judge_scores_captured_requests_and_its_cost_is_tracked()
     common::assert_usd(&judge_group["cost"], 3.0 * 13.5e-6);
     let (_, q) = server.get("/api/v1/quality").await;
     close(&q["composite"]["mean"], 0.8);
+    let (_, h) = server.get("/healthz").await;
+    assert_eq!((&h["judge"]["judged"], &h["judge"]["calls"]), (&json!(1), &json!(3)), "{h}");
     server.stop().await;
 }
 

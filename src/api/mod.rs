@@ -41,6 +41,8 @@ pub struct AppState {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
+    /// The LLM judge, when configured (its counters show on /healthz).
+    pub judge: Option<crate::judge::Judge>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -58,8 +60,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+async fn healthz(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> axum::Json<serde_json::Value> {
+    let mut v = serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")});
+    if let Some(judge) = &s.judge {
+        v["judge"] = serde_json::to_value(judge.stats()).unwrap_or_default();
+    }
+    axum::Json(v)
 }
 
 /// Reads a request body of at most `limit` bytes: a larger one (declared or actual) is a 413.
