@@ -152,9 +152,15 @@ async fn main() {
         ("last day", Range::new(END_MS - 86_400_000, END_MS)),
     ] {
         let (ms, report) = timed(|| async {
-            quality_report(&store, DEFAULT_PROJECT, range, &QualityScope::default(), &rules)
-                .await
-                .unwrap()
+            quality_report(
+                &store,
+                DEFAULT_PROJECT,
+                range,
+                &QualityScope::default(),
+                &rules,
+            )
+            .await
+            .unwrap()
         })
         .await;
         let t = Instant::now();

@@ -44,6 +44,7 @@ start() { # db port
 
 cat >"$work/llmwatch.toml" <<'TOML'
 timezone = "Asia/Seoul"
+capture_content = true
 [[pricing]]
 model = "acme-ft"
 input = 1.0
@@ -58,7 +59,7 @@ TOML
 "$bin" demo --no-serve --days 3 --per-day 4000 --seed 7 --db "$work/gen.db" >/dev/null 2>&1
 sqlite3 -json "$work/gen.db" "SELECT request_id, ts_ms AS timestamp, model, provider, input_tokens, output_tokens,
   cached_input_tokens, cache_write_tokens, reasoning_tokens, user_id, feature, session_id, release, status,
-  error_type, duration_ms, ttft_ms FROM requests ORDER BY ts_ms" \
+  error_type, duration_ms, ttft_ms, input, output FROM requests ORDER BY ts_ms" \
   | jq -c '.[] | with_entries(select(.value != null))' >"$work/events.jsonl"
 n_events=$(wc -l <"$work/events.jsonl")
 echo "generated $n_events events"
@@ -124,9 +125,61 @@ check "CLI pricing cost" "openai/gpt-4o-2024-08-06 (priced as gpt-4o): \$12.5000
 
 cli_total=$("$bin" report daily --date "$day" --server "$url" --format json | jq .total_requests)
 check "CLI report (server) = API" "$(jq .total_requests <<<"$report")" "$cli_total"
+
+# Quality: the demo's judge scores and user feedback sent through the API (with the heuristic
+# scores llmwatch adds to captured answers); the rollup-based quality report and feedback summary
+# vs sqlite3 over the raw score and feedback rows.
+sqlite3 -json "$work/gen.db" "SELECT request_id, name, source, value FROM scores WHERE source = 'model'" \
+  | jq -c '.[]' >"$work/scores.jsonl"
+# Feedback at least a minute old (the summary's window ends now).
+sqlite3 -json "$work/gen.db" "SELECT request_id, type, comment, correction, ts_ms AS timestamp, user_id
+  FROM feedback WHERE ts_ms < CAST(strftime('%s','now') AS INTEGER) * 1000 - 60000 ORDER BY id" \
+  | jq -c '.[] | with_entries(select(.value != null))' >"$work/feedback.jsonl"
+check "scores accepted" "$(wc -l <"$work/scores.jsonl")" \
+  "$(curl -fs -X POST --data-binary @"$work/scores.jsonl" "$url/api/v1/scores" | jq .accepted)"
+check "feedback accepted" "$(wc -l <"$work/feedback.jsonl")" \
+  "$(curl -fs -X POST --data-binary @"$work/feedback.jsonl" "$url/api/v1/feedback" | jq .accepted)"
+quality=$(curl -fs "$url/api/v1/quality?from=$from_ms&to=$to_ms")
+# A request's score per name: human first, then api, model, heuristic.
+eff="WITH ranked AS (SELECT s.request_id, s.name, s.value, ROW_NUMBER() OVER (PARTITION BY s.request_id, s.name
+  ORDER BY CASE s.source WHEN 'human' THEN 0 WHEN 'api' THEN 1 WHEN 'model' THEN 2 ELSE 3 END) AS rk
+  FROM scores s JOIN requests r ON r.project = s.project AND r.request_id = s.request_id
+  WHERE r.project = 'default' AND r.ts_ms >= $from_ms AND r.ts_ms < $to_ms), eff AS (SELECT * FROM ranked WHERE rk = 1)"
+check "quality count (scored requests, $day)" "$(q "$eff SELECT COUNT(DISTINCT request_id) FROM eff")" "$(jq .count <<<"$quality")"
+expected=$(q "$eff SELECT name || '=' || COUNT(*) || ':' || CAST(ROUND(AVG(value) * 1e6) AS INTEGER) FROM eff GROUP BY name ORDER BY name" | tr '\n' ' ')
+actual=$(jq -r '.scores | to_entries[] | "\(.key)=\(.value.count):\(.value.mean * 1e6 | round)"' <<<"$quality" | sort | tr '\n' ' ')
+check "quality per score name (count, mean)" "$expected" "$actual"
+comp="$eff, c AS (SELECT request_id, AVG(value) AS v FROM eff WHERE name IN ('relevance', 'completeness', 'safety')
+  GROUP BY request_id HAVING COUNT(*) = 3)"
+check "quality composite count" "$(q "$comp SELECT COUNT(*) FROM c")" "$(jq .composite.count <<<"$quality")"
+check "quality composite mean (1e-4)" "$(q "$comp SELECT CAST(ROUND(AVG(v) * 1e4) AS INTEGER) FROM c")" \
+  "$(jq '.composite.mean * 1e4 | round' <<<"$quality")"
+check "quality share below 0.7 (1e-6)" "$(q "$comp SELECT CAST(ROUND(AVG(v < 0.7 - 1e-9) * 1e6) AS INTEGER) FROM c")" \
+  "$(jq '.composite.below_threshold_share * 1e6 | round' <<<"$quality")"
+summary=$(curl -fs "$url/api/v1/feedback/summary?days=30")
+for t in thumbs_up thumbs_down; do
+  check "feedback $t" "$(q "SELECT COUNT(*) FROM feedback WHERE type = '$t'")" "$(jq .$t <<<"$summary")"
+done
+check "feedback reports" "$(q "SELECT COUNT(*) FROM feedback WHERE type = 'report'")" "$(jq .reports <<<"$summary")"
+check "satisfaction = up / (up + down) (1e-6)" \
+  "$(q "SELECT CAST(ROUND(1e6 * SUM(type = 'thumbs_up') / SUM(type IN ('thumbs_up', 'thumbs_down'))) AS INTEGER) FROM feedback")" \
+  "$(jq '.satisfaction_rate * 1e6 | round' <<<"$summary")"
+curl -fs "$url/api/v1/export/golden" >"$work/golden_api.jsonl"
+check "golden lines = distinct corrected inputs" \
+  "$(q "SELECT COUNT(DISTINCT r.input) FROM feedback f JOIN requests r ON r.project = f.project
+        AND r.request_id = f.request_id WHERE f.type = 'correction' AND r.input IS NOT NULL")" \
+  "$(wc -l <"$work/golden_api.jsonl")"
+check "golden: the newest correction of each input" \
+  "$(q "SELECT request_id || ' ' || correction FROM (SELECT f.request_id, f.correction, ROW_NUMBER() OVER
+        (PARTITION BY r.input ORDER BY f.ts_ms DESC, f.id DESC) AS rk FROM feedback f JOIN requests r
+        ON r.project = f.project AND r.request_id = f.request_id WHERE f.type = 'correction'
+        AND r.input IS NOT NULL) WHERE rk = 1" | LC_ALL=C sort | md5sum)" \
+  "$(jq -r '.request_id + " " + .expected_output' "$work/golden_api.jsonl" | LC_ALL=C sort | md5sum)"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 cli_local=$("$bin" report daily --date "$day" --db "$work/db.sqlite" --config "$work/llmwatch.toml" --format csv | awk -F, '$2=="model"{s+=$4} END{print s}')
 check "CLI report (local db, csv) = API" "$(jq .total_requests <<<"$report")" "$cli_local"
+"$bin" export golden --db "$work/db.sqlite" --config "$work/llmwatch.toml" >"$work/golden_cli.jsonl" 2>/dev/null
+check "CLI export golden (local db) = API" "$(md5sum <"$work/golden_api.jsonl")" "$(md5sum <"$work/golden_cli.jsonl")"
 
 # OTLP ingest, judged by the OpenTelemetry Python SDK and the openai instrumentation (own script).
 set +e

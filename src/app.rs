@@ -10,9 +10,9 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Clock};
 use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::core::rollup::PricedRecord;
 use crate::judge::Judge;
+use crate::metrics::Metrics;
 use crate::pipeline::{RecordHook, Writer, WriterOptions};
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;

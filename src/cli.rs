@@ -427,7 +427,8 @@ fn open_local(source: &SourceArgs) -> Result<(Config, SqliteStore)> {
             config.db.display()
         );
     }
-    let store = SqliteStore::open_with(&config.db, config.durability, config.quality.clone(), None)?;
+    let store =
+        SqliteStore::open_with(&config.db, config.durability, config.quality.clone(), None)?;
     Ok((config, store))
 }
 
@@ -475,7 +476,8 @@ async fn export_golden(args: GoldenArgs) -> Result<()> {
             let since = crate::api::parse_since(args.since.as_deref())
                 .map_err(|m| anyhow::anyhow!("--since: {m}"))?;
             let (rows, skipped) =
-                crate::quality::golden(&store, DEFAULT_PROJECT, since, args.feature.clone()).await?;
+                crate::quality::golden(&store, DEFAULT_PROJECT, since, args.feature.clone())
+                    .await?;
             for r in &rows {
                 writeln!(out, "{}", crate::api::golden_line(r, config.timezone))?;
             }

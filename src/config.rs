@@ -125,7 +125,9 @@ impl RawQuality {
         }
         let threshold = self.threshold.unwrap_or(defaults.threshold);
         // Histograms keep 0.01 buckets: a threshold on a bucket edge keeps the share exact.
-        if !(0.0..=1.0).contains(&threshold) || ((threshold * 100.0).round() - threshold * 100.0).abs() > 1e-6 {
+        if !(0.0..=1.0).contains(&threshold)
+            || ((threshold * 100.0).round() - threshold * 100.0).abs() > 1e-6
+        {
             return Err(invalid(
                 "quality.threshold",
                 "must be in 0..1 with at most two decimals (e.g. 0.7)",

@@ -1,6 +1,7 @@
 //! `llmwatch demo`: a fresh database filled with two weeks of realistic traffic (through the
 //! same writer as ingest), served with the example configuration, plus a live trickle of new
-//! requests while it runs.
+//! requests while it runs. Every request also gets the quality axis: an LLM judge's scores on a
+//! sample, the heuristics' scores, and its users' feedback (thumbs, reports, corrections).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +12,11 @@ use crate::api::system_clock;
 use crate::app::{App, shutdown_signal};
 use crate::cli::DemoArgs;
 use crate::config::{EXAMPLE_CONFIG, RawConfig};
+use crate::core::demo_quality::QualitySimulator;
+use crate::core::feedback::Feedback;
+use crate::core::heuristics::HeuristicSet;
+use crate::core::quality::heuristic_scores;
+use crate::core::record::Record;
 use crate::core::rollup::PricedRecord;
 use crate::core::time::{DAY_MS, local_date};
 use crate::core::traffic::TrafficGenerator;
@@ -54,12 +60,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     let tz = config.timezone;
     let prices = config.pricing.clone();
+    let heuristics = config.heuristics;
     let app = App::build(config, system_clock())?;
     let writer = app.state.writer.clone();
 
     let now = chrono::Utc::now().timestamp_millis();
     let start = now - i64::from(args.days) * DAY_MS;
     let mut generator = TrafficGenerator::new(args.seed);
+    let mut simulator = QualitySimulator::new(args.seed);
     eprintln!(
         "generating {} days of traffic (~{} requests/day) into {} ...",
         args.days,
@@ -67,19 +75,40 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         db.display()
     );
     let mut total = 0usize;
+    let mut feedback_total = 0usize;
     let mut batch = Vec::with_capacity(HISTORY_BATCH);
-    for record in generator.history_iter(start, now, args.per_day) {
+    let mut feedback = Vec::new();
+    // Feedback users give after `now` has not happened yet: the live trickle delivers it when
+    // it is due (without serving, it never happens).
+    let mut pending = Vec::new();
+    for mut record in generator.history_iter(start, now, args.per_day) {
+        for f in add_quality(&mut simulator, &heuristics, &mut record) {
+            if f.ts_ms <= now {
+                feedback.push(f);
+            } else {
+                pending.push(f);
+            }
+        }
         batch.push(PricedRecord::new(record, &prices));
         if batch.len() == HISTORY_BATCH {
             total += batch.len();
+            feedback_total += feedback.len();
+            // Records first: feedback refers to stored requests.
             writer
                 .submit(DEFAULT_PROJECT, std::mem::take(&mut batch))
+                .await?;
+            writer
+                .submit_feedback(DEFAULT_PROJECT, std::mem::take(&mut feedback), now)
                 .await?;
         }
     }
     total += batch.len();
+    feedback_total += feedback.len();
     writer.submit(DEFAULT_PROJECT, batch).await?;
-    eprintln!("stored {total} requests");
+    writer
+        .submit_feedback(DEFAULT_PROJECT, feedback, now)
+        .await?;
+    eprintln!("stored {total} requests and {feedback_total} pieces of feedback");
     // Baselines from before the simulated model update (the generator's last three days bring
     // complaints and longer answers), used by the example config's [[drift]] monitors.
     let update = now - 3 * DAY_MS;
@@ -121,13 +150,18 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             let n = carry.floor() as usize;
             carry -= n as f64;
             let now = chrono::Utc::now().timestamp_millis();
-            let records = generator
-                .live(now, 5_000, n)
-                .into_iter()
-                .map(|r| PricedRecord::new(r, &prices))
-                .collect();
+            let mut records = Vec::with_capacity(n);
+            for mut record in generator.live(now, 5_000, n) {
+                pending.extend(add_quality(&mut simulator, &heuristics, &mut record));
+                records.push(PricedRecord::new(record, &prices));
+            }
             if let Err(e) = writer.submit(DEFAULT_PROJECT, records).await {
                 tracing::warn!(error = %e, "demo trickle write failed");
+            }
+            let due: Vec<Feedback>;
+            (due, pending) = pending.into_iter().partition(|f| f.ts_ms <= now);
+            if let Err(e) = writer.submit_feedback(DEFAULT_PROJECT, due, now).await {
+                tracing::warn!(error = %e, "demo trickle feedback write failed");
             }
         }
     });
@@ -140,8 +174,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("  curl '{url}/api/v1/reports/cost?group_by=day'");
     println!("  curl {url}/api/v1/budgets");
     println!("  curl {url}/api/v1/drift/status");
+    println!("  curl {url}/api/v1/quality   (and /api/v1/quality/escalations)");
+    println!("  curl {url}/api/v1/feedback/summary");
+    println!("  curl '{url}/api/v1/feedback/complaints?days=30&top=10'");
+    println!("  curl '{url}/api/v1/compare?by=release&a=v1.4.0&b=v1.5.0'");
     println!("  llmwatch drift --server {url}");
     println!("  llmwatch report daily --server {url}");
+    println!("  llmwatch export golden --server {url}");
     println!("Ctrl-C to stop.");
     app.serve(listener, async move {
         shutdown_signal().await;
@@ -149,6 +188,20 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// Attaches the judge's sampled scores and the heuristics' scores to a demo record (its answer
+/// text is captured, so the heuristics can read it); returns the feedback its user gives.
+fn add_quality(
+    simulator: &mut QualitySimulator,
+    heuristics: &HeuristicSet,
+    record: &mut Record,
+) -> Vec<Feedback> {
+    let (scores, feedback) = simulator.simulate(record);
+    record.scores.extend(scores);
+    let checked = heuristic_scores(record, heuristics, record.timestamp_ms);
+    record.scores.extend(checked);
+    feedback
 }
 
 fn fresh_temp_db() -> PathBuf {

@@ -37,7 +37,7 @@ pub mod drift;
 pub mod judge;
 pub mod metrics;
 pub mod operations;
-pub mod quality;
 pub mod pipeline;
+pub mod quality;
 pub mod report;
 pub mod store;

@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 use crate::api::Clock;
 use crate::core::feedback::Feedback;
 use crate::core::metric::MetricPoint;
-use crate::core::quality::Score;
 use crate::core::pricing::PriceTable;
+use crate::core::quality::Score;
 use crate::core::rollup::PricedRecord;
 use crate::metrics::Metrics;
 use crate::store::{MetricBatch, Store, TraceBatch, TraceFragment, TraceWriteSummary};
@@ -170,7 +170,11 @@ impl Writer {
 
     /// Queues scores and waits until they are durably committed (and their requests'
     /// quality settled).
-    pub async fn submit_scores(&self, project: &str, scores: Vec<Score>) -> Result<(), SubmitError> {
+    pub async fn submit_scores(
+        &self,
+        project: &str,
+        scores: Vec<Score>,
+    ) -> Result<(), SubmitError> {
         if scores.is_empty() {
             return Ok(());
         }
@@ -443,14 +447,14 @@ mod tests {
     use crate::store::sqlite::SqliteStore;
     use std::collections::BTreeMap;
 
-    use crate::core::sketch::Sketch;
-    use crate::core::time::Range;
     use crate::core::feedback::{Feedback, FeedbackCounts};
     use crate::core::quality::Score;
+    use crate::core::sketch::Sketch;
+    use crate::core::time::Range;
     use crate::store::{
-        Escalation, FeedbackScope, GoldenExample, QualityData, QualityQuery,
-        DriftScope, GroupTotals, MetricWriteSummary, StoreError, StoredBaseline, StoredRequest,
-        TotalsQuery, WriteSummary,
+        DriftScope, Escalation, FeedbackScope, GoldenExample, GroupTotals, MetricWriteSummary,
+        QualityData, QualityQuery, StoreError, StoredBaseline, StoredRequest, TotalsQuery,
+        WriteSummary,
     };
 
     /// The real SQLite store, with the order of writes and syncs logged and syncs that can

@@ -116,7 +116,12 @@ pub fn summarize(data: &QualityData, rules: &QualityRules, feature: Option<&str>
     }
 }
 
-fn quality_query(project: &str, range: Range, scope: &QualityScope, rules: &QualityRules) -> QualityQuery {
+fn quality_query(
+    project: &str,
+    range: Range,
+    scope: &QualityScope,
+    rules: &QualityRules,
+) -> QualityQuery {
     QualityQuery {
         project: project.to_owned(),
         range,
@@ -353,7 +358,8 @@ async fn side(
             requests: totals.requests,
             errors: totals.errors,
             error_rate: rate(totals.errors, totals.requests),
-            cost_per_request_usd: (priced > 0).then(|| totals.cost_nanos as f64 / 1e9 / priced as f64),
+            cost_per_request_usd: (priced > 0)
+                .then(|| totals.cost_nanos as f64 / 1e9 / priced as f64),
             unpriced_requests: totals.unpriced_requests,
             p95_latency_ms: sketches.get(SKETCH_DURATION).and_then(|s| s.quantile(0.95)),
             quality: report.composite,

@@ -35,11 +35,16 @@ fn ndjson(items: &[Value]) -> String {
 
 async fn post(server: &TestServer, path: &str, body: String) -> (u16, Value) {
     let (status, _, bytes) = server.post_raw(path, &[], body.into_bytes()).await;
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn close(a: &Value, b: f64) {
-    let x = a.as_f64().unwrap_or_else(|| panic!("expected a number, got {a}"));
+    let x = a
+        .as_f64()
+        .unwrap_or_else(|| panic!("expected a number, got {a}"));
     assert!((x - b).abs() < 1e-9, "expected {b}, got {x}");
 }
 
@@ -51,9 +56,21 @@ async fn escalation_counts_consecutive_bad_answers_per_feature_once_per_run() {
     let chat = [0.5, 0.6, 0.3, 0.69, 0.1, 0.2, 0.9, 0.4, 0.4, 0.4, 0.4, 0.4];
     let mut events = Vec::new();
     for (i, c) in chat.iter().enumerate() {
-        events.push(event(&format!("chat-{i}"), t0 + i as i64 * MIN, "chat", "v1", Some(trio(*c))));
+        events.push(event(
+            &format!("chat-{i}"),
+            t0 + i as i64 * MIN,
+            "chat",
+            "v1",
+            Some(trio(*c)),
+        ));
         if i < 4 {
-            events.push(event(&format!("search-{i}"), t0 + i as i64 * MIN + 1, "search", "v1", Some(trio(0.2))));
+            events.push(event(
+                &format!("search-{i}"),
+                t0 + i as i64 * MIN + 1,
+                "search",
+                "v1",
+                Some(trio(0.2)),
+            ));
         }
     }
     let (status, body) = server.post_events(ndjson(&events)).await;
@@ -85,7 +102,9 @@ async fn escalation_counts_consecutive_bad_answers_per_feature_once_per_run() {
     let (_, q) = server.get("/api/v1/quality?feature=search").await;
     assert_eq!(q["streak"]["current"], 4, "{q}");
     assert_eq!(q["streak"]["escalated"], false);
-    let (_, e) = server.get("/api/v1/quality/escalations?feature=search").await;
+    let (_, e) = server
+        .get("/api/v1/quality/escalations?feature=search")
+        .await;
     assert_eq!(e["escalations"], json!([]));
 
     // Escalations and streaks survive a restart; the next bad answer does not escalate again.
@@ -117,8 +136,13 @@ async fn aggregates_count_each_request_once_with_scores_early_late_and_corrected
     )
     .await;
     assert_eq!((status, &body["accepted"]), (200, &json!(4)), "{body}");
-    let (_, q) = server.get("/api/v1/quality?from=2026-05-01T00:00:00Z").await;
-    assert_eq!(q["count"], 0, "scores without their request are not counted yet: {q}");
+    let (_, q) = server
+        .get("/api/v1/quality?from=2026-05-01T00:00:00Z")
+        .await;
+    assert_eq!(
+        q["count"], 0,
+        "scores without their request are not counted yet: {q}"
+    );
 
     let events = [
         event("r0", t0, "chat", "v1", Some(trio(0.9))),
@@ -129,7 +153,9 @@ async fn aggregates_count_each_request_once_with_scores_early_late_and_corrected
     let (status, body) = server.post_events(ndjson(&events)).await;
     assert_eq!(status, 200, "{body}");
 
-    let (_, q) = server.get("/api/v1/quality?from=2026-05-01T00:00:00Z").await;
+    let (_, q) = server
+        .get("/api/v1/quality?from=2026-05-01T00:00:00Z")
+        .await;
     assert_eq!(q["count"], 3, "{q}");
     assert_eq!(q["scores"]["relevance"]["count"], 3);
     close(&q["scores"]["relevance"]["mean"], (0.9 + 0.2 + 1.0) / 3.0);
@@ -141,11 +167,14 @@ async fn aggregates_count_each_request_once_with_scores_early_late_and_corrected
     let (status, _) = post(
         &server,
         "/api/v1/scores",
-        json!({"request_id": "r1", "name": "relevance", "value": 0.8, "source": "human"}).to_string(),
+        json!({"request_id": "r1", "name": "relevance", "value": 0.8, "source": "human"})
+            .to_string(),
     )
     .await;
     assert_eq!(status, 200);
-    let (_, q) = server.get("/api/v1/quality?from=2026-05-01T00:00:00Z").await;
+    let (_, q) = server
+        .get("/api/v1/quality?from=2026-05-01T00:00:00Z")
+        .await;
     assert_eq!(q["scores"]["relevance"]["count"], 3, "{q}");
     close(&q["scores"]["relevance"]["mean"], (0.9 + 0.8 + 1.0) / 3.0);
     close(&q["composite"]["mean"], (0.9 + 0.6) / 2.0);
@@ -154,7 +183,9 @@ async fn aggregates_count_each_request_once_with_scores_early_late_and_corrected
     // The same answers through ranges cut mid-hour (raw edges) and by label.
     let from = t0 + 30 * MIN;
     let to = t0 + 122 * MIN + 1;
-    let (_, q) = server.get(&format!("/api/v1/quality?from={from}&to={to}")).await;
+    let (_, q) = server
+        .get(&format!("/api/v1/quality?from={from}&to={to}"))
+        .await;
     assert_eq!(q["count"], 2, "r1 and r2 only: {q}");
     close(&q["scores"]["relevance"]["mean"], 0.9);
     assert_eq!(q["composite"]["count"], 1);
@@ -246,7 +277,10 @@ async fn heuristics_score_captured_answers_only() {
     assert_eq!(status, 200, "{body}");
     let scores = |v: &Value| v["scores"].clone();
     let (_, r) = server.get("/api/v1/requests/ok").await;
-    assert_eq!(scores(&r), json!({"non_empty": 1.0, "no_refusal": 1.0, "no_pii": 1.0}));
+    assert_eq!(
+        scores(&r),
+        json!({"non_empty": 1.0, "no_refusal": 1.0, "no_pii": 1.0})
+    );
     let (_, r) = server.get("/api/v1/requests/refusal").await;
     assert_eq!(r["scores"]["no_refusal"], 0.0, "{r}");
     let (_, r) = server.get("/api/v1/requests/blank").await;
@@ -273,7 +307,11 @@ async fn feedback_satisfaction_complaints_and_golden_dataset() {
     let mut events = Vec::new();
     for i in 0..6 {
         let mut e = event(&format!("q{i}"), now - 3_600_000 + i, "chat", "v1", None);
-        e["input"] = json!(if i < 3 { "What is the refund window?" } else { "How do I reset my password?" });
+        e["input"] = json!(if i < 3 {
+            "What is the refund window?"
+        } else {
+            "How do I reset my password?"
+        });
         events.push(e);
     }
     server.post_events(ndjson(&events)).await;
@@ -308,16 +346,28 @@ async fn feedback_satisfaction_complaints_and_golden_dataset() {
     let (_, q) = server.get("/api/v1/quality").await;
     assert_eq!(q["scores"]["user_rating"]["count"], 4, "{q}");
 
-    let (status, c) = server.get("/api/v1/feedback/complaints?days=30&top=10").await;
+    let (status, c) = server
+        .get("/api/v1/feedback/complaints?days=30&top=10")
+        .await;
     assert_eq!(status, 200, "{c}");
     assert_eq!(c["complaints"], 3, "{c}");
-    let total: u64 = c["clusters"].as_array().unwrap().iter().map(|k| k["count"].as_u64().unwrap()).sum();
+    let total: u64 = c["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["count"].as_u64().unwrap())
+        .sum();
     assert_eq!(total, 3);
 
-    let resp = reqwest::get(format!("{}/api/v1/export/golden", server.url)).await.unwrap();
+    let resp = reqwest::get(format!("{}/api/v1/export/golden", server.url))
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["x-llmwatch-skipped"], "1");
     let text = resp.text().await.unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert_eq!(lines[0]["input"], "What is the refund window?");
     assert_eq!(lines[0]["expected_output"], "30 days from delivery");
@@ -325,7 +375,17 @@ async fn feedback_satisfaction_complaints_and_golden_dataset() {
     assert_eq!(lines[0]["model"], "gpt-4o-mini");
     assert_eq!(lines[1]["expected_output"], "Use the reset link");
     assert_eq!(lines[1]["comment"], "step missing");
-    for key in ["input", "expected_output", "original_output", "request_id", "model", "feature", "release", "comment", "timestamp"] {
+    for key in [
+        "input",
+        "expected_output",
+        "original_output",
+        "request_id",
+        "model",
+        "feature",
+        "release",
+        "comment",
+        "timestamp",
+    ] {
         assert!(lines[0].get(key).is_some(), "missing {key}");
     }
     let (status, _, body) = server
@@ -343,7 +403,13 @@ async fn compare_sets_two_releases_side_by_side_with_z_tests() {
     // v1: 100 requests, 30 errors; v2: 100 requests, 45 errors.
     for (release, errors) in [("v1", 30), ("v2", 45)] {
         for i in 0..100 {
-            let mut e = event(&format!("{release}-{i}"), now - 86_400_000 + i * 1000, "chat", release, Some(trio(if release == "v1" { 0.9 } else { 0.5 })));
+            let mut e = event(
+                &format!("{release}-{i}"),
+                now - 86_400_000 + i * 1000,
+                "chat",
+                release,
+                Some(trio(if release == "v1" { 0.9 } else { 0.5 })),
+            );
             if i < errors {
                 e["status"] = json!("error");
             }
@@ -372,16 +438,24 @@ async fn compare_sets_two_releases_side_by_side_with_z_tests() {
     // Pooled z for 45/100 vs 30/100: 2.19089, two-sided p 0.028459 (scipy.stats.norm.sf * 2).
     let t = &c["tests"]["error_rate"];
     assert!((t["z"].as_f64().unwrap() - 2.190_890).abs() < 1e-5, "{t}");
-    assert!((t["p_value"].as_f64().unwrap() - 0.028_459).abs() < 1e-5, "{t}");
+    assert!(
+        (t["p_value"].as_f64().unwrap() - 0.028_459).abs() < 1e-5,
+        "{t}"
+    );
     // 4/10 vs 8/10: p = 0.6, se = sqrt(0.24 * 0.2), z = -0.4 / 0.219089 = -1.825742,
     // p = 0.067889.
     let t = &c["tests"]["satisfaction_rate"];
     assert!((t["z"].as_f64().unwrap() + 1.825_742).abs() < 1e-5, "{t}");
-    assert!((t["p_value"].as_f64().unwrap() - 0.067_889).abs() < 1e-5, "{t}");
+    assert!(
+        (t["p_value"].as_f64().unwrap() - 0.067_889).abs() < 1e-5,
+        "{t}"
+    );
     assert!(c["a"]["p95_latency_ms"].as_f64().unwrap() > 790.0);
     // Cost per request: every request of gpt-4o-mini, 100 in + 50 out tokens; errors too.
     assert!(c["a"]["cost_per_request_usd"].as_f64().unwrap() > 0.0);
-    let (_, c) = server.get("/api/v1/compare?by=model&a=gpt-4o-mini&b=gpt-4o").await;
+    let (_, c) = server
+        .get("/api/v1/compare?by=model&a=gpt-4o-mini&b=gpt-4o")
+        .await;
     assert_eq!(c["b"]["requests"], 0, "{c}");
     assert_eq!(c["tests"]["error_rate"], Value::Null);
     server.stop().await;
@@ -453,17 +527,16 @@ async fn the_configured_judge_scores_captured_requests_and_its_cost_is_tracked()
     let (_, q) = server.get("/api/v1/quality").await;
     close(&q["composite"]["mean"], 0.8);
     let (_, h) = server.get("/healthz").await;
-    assert_eq!((&h["judge"]["judged"], &h["judge"]["calls"]), (&json!(1), &json!(3)), "{h}");
+    assert_eq!(
+        (&h["judge"]["judged"], &h["judge"]["calls"]),
+        (&json!(1), &json!(3)),
+        "{h}"
+    );
     server.stop().await;
 }
 
 /// The streak of each feature over a range, computed here from the test's own data.
-fn expected_streaks(
-    data: &[(String, i64, String, f64)],
-    from: i64,
-    to: i64,
-    length: u32,
-) -> Value {
+fn expected_streaks(data: &[(String, i64, String, f64)], from: i64, to: i64, length: u32) -> Value {
     let mut rows: Vec<&(String, i64, String, f64)> =
         data.iter().filter(|d| d.1 >= from && d.1 < to).collect();
     rows.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
@@ -495,7 +568,9 @@ async fn streaks_over_any_range_match_a_recount_whatever_the_arrival_order() {
     // some scored later, some corrected.
     let mut seed: u64 = 42;
     let mut rnd = move || {
-        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         (seed >> 33) as f64 / (1u64 << 31) as f64
     };
     let mut data: Vec<(String, i64, String, f64)> = Vec::new();
@@ -553,7 +628,10 @@ async fn streaks_over_any_range_match_a_recount_whatever_the_arrival_order() {
     let ranges = [
         (t0, t0 + 6 * 3_600_000),
         (t0 + 1_234_567, t0 + 5 * 3_600_000 - 98_765),
-        (t0 + 3_600_000 - (t0 % 3_600_000), t0 + 4 * 3_600_000 - (t0 % 3_600_000)),
+        (
+            t0 + 3_600_000 - (t0 % 3_600_000),
+            t0 + 4 * 3_600_000 - (t0 % 3_600_000),
+        ),
         (t0 + 100, t0 + 2_000_000),
     ];
     for (from, to) in ranges {

@@ -109,7 +109,9 @@ async fn post_feedback(
     let now = (s.clock)();
     let (items, rejected) = parse_batch(&text, |item| parse_feedback_item(item, now))?;
     let accepted = items.len();
-    s.writer.submit_feedback(DEFAULT_PROJECT, items, now).await?;
+    s.writer
+        .submit_feedback(DEFAULT_PROJECT, items, now)
+        .await?;
     Ok(batch_answer(accepted, rejected))
 }
 
@@ -157,9 +159,7 @@ async fn get_escalations(
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_ESCALATIONS).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid("limit", format!("expected 1..={MAX_ESCALATIONS}"))
-            })?,
+            .ok_or_else(|| ApiError::invalid("limit", format!("expected 1..={MAX_ESCALATIONS}")))?,
     };
     let feature = p.get("feature").cloned();
     let list = s
@@ -199,7 +199,9 @@ fn parse_days(p: &HashMap<String, String>, default: u32) -> Result<u32, ApiError
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_DAYS).contains(n))
-            .ok_or_else(|| ApiError::invalid("days", format!("expected a whole number 1..={MAX_DAYS}"))),
+            .ok_or_else(|| {
+                ApiError::invalid("days", format!("expected a whole number 1..={MAX_DAYS}"))
+            }),
     }
 }
 
@@ -245,14 +247,12 @@ pub fn parse_since(since: Option<&str>) -> Result<i64, String> {
     parse_timestamp_str(since)
 }
 
-async fn export_golden(
-    State(s): State<AppState>,
-    Query(p): Params,
-) -> Result<Response, ApiError> {
+async fn export_golden(State(s): State<AppState>, Query(p): Params) -> Result<Response, ApiError> {
     let since = parse_since(p.get("since").map(String::as_str))
         .map_err(|m| ApiError::invalid("since", m))?;
     let feature = p.get("feature").filter(|f| !f.is_empty()).cloned();
-    let (rows, skipped) = quality::golden(s.store.as_ref(), DEFAULT_PROJECT, since, feature).await?;
+    let (rows, skipped) =
+        quality::golden(s.store.as_ref(), DEFAULT_PROJECT, since, feature).await?;
     let tz = s.config.timezone;
     let mut out = String::new();
     for r in rows {
@@ -260,14 +260,16 @@ async fn export_golden(
         out.push('\n');
     }
     let mut response = (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        )],
         out,
     )
         .into_response();
-    response.headers_mut().insert(
-        "x-llmwatch-skipped",
-        HeaderValue::from(skipped as u64),
-    );
+    response
+        .headers_mut()
+        .insert("x-llmwatch-skipped", HeaderValue::from(skipped as u64));
     Ok(response)
 }
 

@@ -130,8 +130,13 @@ pub const CONCEPTS: &[(&str, &[&str])] = &[
     ]),
     ("wrong", &[
         "wrong*", "incorrect*", "inaccura*", "outdated", "false*", "mistake*", "mistaken",
-        "hallucinat*", "untrue", "nonsense", "misinform*", "틀리*", "틀렸*", "틀린*", "틀립*",
-        "틀려*", "잘못*", "부정확*", "엉터리*", "거짓*", "오래된*", "오답*", "헛소리*",
+        "untrue", "nonsense", "misinform*", "틀리*", "틀렸*", "틀린*", "틀립*",
+        "틀려*", "잘못*", "부정확*", "엉터리*", "거짓*", "오래된*", "오답*", "헛소리*", "예전*",
+        "옛날*",
+    ]),
+    ("fabricated", &[
+        "invent*", "fabricat*", "fake*", "hallucinat*", "nonexist*", "지어내*",
+        "지어낸*", "지어냈*", "만들어낸*", "만들어냈*", "가짜*", "존재하지*", "없는번호*",
     ]),
     ("refusal", &[
         "refus*", "declin*", "reject*", "거부*", "거절*", "회피*",
@@ -158,7 +163,7 @@ pub const CONCEPTS: &[(&str, &[&str])] = &[
         "error*", "crash*", "fail*", "broken", "bug*", "에러*", "오류*", "실패*", "먹통*", "버그*",
     ]),
     ("verbose", &[
-        "verbose", "lengthy", "wordy", "rambl*", "장황*", "길어*", "길다*",
+        "verbose", "lengthy", "wordy", "rambl*", "장황*", "길어*", "길다*", "길게*", "긴답*",
     ]),
     ("unhelpful", &[
         "useless", "unhelpful", "vague", "generic", "pointless", "쓸모없*", "쓸데없*", "애매*",

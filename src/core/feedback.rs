@@ -157,10 +157,20 @@ mod tests {
             (r#"{"request_id":"r"}"#, "type"),
             (r#"{"request_id":"r","type":"love"}"#, "type"),
             (r#"{"request_id":"r","type":"correction"}"#, "correction"),
-            (r#"{"request_id":"r","type":"report","comment":5}"#, "comment"),
-            (r#"{"request_id":"r","type":"report","timestamp":true}"#, "timestamp"),
+            (
+                r#"{"request_id":"r","type":"report","comment":5}"#,
+                "comment",
+            ),
+            (
+                r#"{"request_id":"r","type":"report","timestamp":true}"#,
+                "timestamp",
+            ),
         ] {
-            assert_eq!(parse_feedback_item(item, 0).unwrap_err().field, field, "{item}");
+            assert_eq!(
+                parse_feedback_item(item, 0).unwrap_err().field,
+                field,
+                "{item}"
+            );
         }
     }
 

@@ -92,10 +92,7 @@ pub struct Score {
 /// Checks a score's name and value; the error names the field.
 pub fn check_score(name: &str, value: f64) -> Result<(), (&'static str, String)> {
     if name.is_empty() || name.len() > MAX_SCORE_NAME_BYTES {
-        return Err((
-            "name",
-            format!("must be 1..={MAX_SCORE_NAME_BYTES} bytes"),
-        ));
+        return Err(("name", format!("must be 1..={MAX_SCORE_NAME_BYTES} bytes")));
     }
     if name == COMPOSITE || name == SCORED {
         return Err(("name", format!("{name} is reserved")));
@@ -420,9 +417,9 @@ pub fn parse_score_item(item: &str, now_ms: i64) -> Result<Score, RecordError> {
         .ok_or_else(|| RecordError::new("name", "is required"))?;
     let value = match v.get("value") {
         None | Some(Value::Null) => return Err(RecordError::new("value", "is required")),
-        Some(x) => x
-            .as_f64()
-            .ok_or_else(|| RecordError::new("value", format!("expected a number in 0..1, got {x}")))?,
+        Some(x) => x.as_f64().ok_or_else(|| {
+            RecordError::new("value", format!("expected a number in 0..1, got {x}"))
+        })?,
     };
     check_score(&name, value).map_err(|(field, m)| RecordError::new(field, m))?;
     let source = match string_field(&v, "source", 32)? {
@@ -544,11 +541,14 @@ mod tests {
     #[test]
     fn run_summaries_compose_to_the_streak_of_the_whole_sequence() {
         // Every split of a sequence into up to three parts gives the streak run over it whole.
-        let seq = [0.9, 0.5, 0.5, 0.9, 0.1, 0.2, 0.3, 0.4, 0.9, 0.6, 0.6, 0.69, 0.7, 0.1];
+        let seq = [
+            0.9, 0.5, 0.5, 0.9, 0.1, 0.2, 0.3, 0.4, 0.9, 0.6, 0.6, 0.69, 0.7, 0.1,
+        ];
         let whole = streak_of(seq, 0.7, 3);
         let sum = |part: &[f64]| {
-            part.iter()
-                .fold(RunSummary::default(), |acc, c| acc.then(RunSummary::of(*c, 0.7)))
+            part.iter().fold(RunSummary::default(), |acc, c| {
+                acc.then(RunSummary::of(*c, 0.7))
+            })
         };
         for i in 0..=seq.len() {
             for j in i..=seq.len() {
@@ -606,8 +606,8 @@ mod tests {
 
     #[test]
     fn score_items_parse_with_defaults_and_name_bad_fields() {
-        let s = parse_score_item(r#"{"request_id":"r1","name":"relevance","value":0.9}"#, 7)
-            .unwrap();
+        let s =
+            parse_score_item(r#"{"request_id":"r1","name":"relevance","value":0.9}"#, 7).unwrap();
         assert_eq!((s.source, s.ts_ms, s.value), (ScoreSource::Api, 7, 0.9));
         let s = parse_score_item(
             r#"{"request_id":"r1","name":"safety","value":1,"source":"human","comment":"ok","timestamp":"2026-01-01T00:00:00Z"}"#,
@@ -623,11 +623,21 @@ mod tests {
             (r#"{"request_id":"r","name":"a"}"#, "value"),
             (r#"{"request_id":"r","name":"a","value":"high"}"#, "value"),
             (r#"{"request_id":"r","name":"a","value":-0.1}"#, "value"),
-            (r#"{"request_id":"r","name":"a","value":0.5,"source":"robot"}"#, "source"),
-            (r#"{"request_id":"r","name":"a","value":0.5,"timestamp":"yesterday"}"#, "timestamp"),
+            (
+                r#"{"request_id":"r","name":"a","value":0.5,"source":"robot"}"#,
+                "source",
+            ),
+            (
+                r#"{"request_id":"r","name":"a","value":0.5,"timestamp":"yesterday"}"#,
+                "timestamp",
+            ),
             (r#"[1]"#, "(item)"),
         ] {
-            assert_eq!(parse_score_item(item, 0).unwrap_err().field, field, "{item}");
+            assert_eq!(
+                parse_score_item(item, 0).unwrap_err().field,
+                field,
+                "{item}"
+            );
         }
     }
 

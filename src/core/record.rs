@@ -319,7 +319,10 @@ pub fn parse_event(text: &str, now_ms: i64) -> Result<Record, RecordError> {
     for (name, raw) in object(e.scores, "scores", "score name -> number in 0..1")? {
         let field = format!("scores.{name}");
         let value = serde_json::from_str::<f64>(raw.get()).map_err(|_| {
-            RecordError::new(&field, format!("expected a number in 0..1, got {}", brief(raw)))
+            RecordError::new(
+                &field,
+                format!("expected a number in 0..1, got {}", brief(raw)),
+            )
         })?;
         check_score(&name, value).map_err(|(_, m)| RecordError::new(&field, m))?;
         scores.push(Score {

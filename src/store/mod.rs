@@ -16,8 +16,8 @@ use async_trait::async_trait;
 
 use crate::core::feedback::{Feedback, FeedbackCounts};
 use crate::core::metric::MetricPoint;
-use crate::core::quality::Score;
 use crate::core::pricing::PriceTable;
+use crate::core::quality::Score;
 use crate::core::rollup::{Dimension, PricedRecord, Scope, Totals};
 use crate::core::sketch::{Sketch, SketchSet};
 use crate::core::span::SpanSummary;

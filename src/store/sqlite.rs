@@ -14,14 +14,18 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavio
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rustc_hash::FxHashMap;
 
+use super::sqlite_quality::{self, Fresh, QualityState, Touched};
 use super::{
-    Escalation, FeedbackScope, GoldenExample, QualityData, QualityQuery,
-    DriftScope, GroupTotals, MetricBatch, MetricWriteSummary, Store, StoreError, StoredBaseline,
+    DriftScope, Escalation, FeedbackScope, GoldenExample, GroupTotals, MetricBatch,
+    MetricWriteSummary, QualityData, QualityQuery, Store, StoreError, StoredBaseline,
     StoredRequest, TRACED_SERVICE_MS, TotalsQuery, TraceBatch, TraceWriteSummary, WriteSummary,
 };
 use crate::config::Durability;
+use crate::core::feedback::{Feedback, FeedbackCounts};
+use crate::core::heuristics::HeuristicSet;
 use crate::core::metric::{StreamState, contribution, delta as metric_delta};
 use crate::core::pricing::PriceTable;
+use crate::core::quality::{QualityRules, Score, ScoreSource, effective_scores, heuristic_scores};
 use crate::core::record::{Record, Status, Usage};
 use crate::core::rollup::{
     DRIFT_ATTRIBUTE_PREFIX, DRIFT_OTHER, Dimension, MAX_DRIFT_ATTRIBUTE_KEYS, MAX_DRIFT_VALUES,
@@ -32,12 +36,6 @@ use crate::core::sketch::{Sketch, SketchSet, merge_encoded, merge_named_encoded}
 use crate::core::span::{SpanSummary, hex};
 use crate::core::time::{DAY_MS, HOUR_MS, MINUTE_MS, Range, Source, bucket_start, plan};
 use crate::core::trace::{Assembly, assemble, merge_spans};
-use crate::core::heuristics::HeuristicSet;
-use crate::core::quality::{
-    QualityRules, Score, ScoreSource, effective_scores, heuristic_scores,
-};
-use crate::core::feedback::{Feedback, FeedbackCounts};
-use super::sqlite_quality::{self, Fresh, QualityState, Touched};
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
@@ -513,7 +511,12 @@ fn backfill_quality(
     drop(rows);
     drop(stmt);
     let mut state = QualityState::new(rules.clone(), None);
-    sqlite_quality::settle(tx, touched, &mut state, chrono::Utc::now().timestamp_millis())
+    sqlite_quality::settle(
+        tx,
+        touched,
+        &mut state,
+        chrono::Utc::now().timestamp_millis(),
+    )
 }
 
 /// Records folded per backfill flush.
@@ -988,7 +991,10 @@ fn settle_trace(
                     ts_ms: with_scores.record.timestamp_ms,
                 })
                 .collect();
-            with_scores.record.scores.extend(heuristic.into_iter().flatten());
+            with_scores
+                .record
+                .scores
+                .extend(heuristic.into_iter().flatten());
             note_quality(tx, quality, project, &with_scores, replaced, touched)?;
             // Found again by its hex id, or listed with the id it has.
             if id == hex(trace_id) {
@@ -1821,7 +1827,7 @@ impl Store for SqliteStore {
         self.write_with(move |conn, caps, quality| {
             write_batch(conn, caps, quality, &project, batch.as_slice())
         })
-            .await
+        .await
     }
 
     async fn write_traces(
@@ -1835,7 +1841,7 @@ impl Store for SqliteStore {
         self.write_with(move |conn, caps, quality| {
             write_trace_batch(conn, caps, quality, &project, batch)
         })
-            .await
+        .await
     }
 
     async fn write_metrics(
@@ -1856,7 +1862,7 @@ impl Store for SqliteStore {
         self.write_with(move |conn, caps, quality| {
             flush_pending(conn, caps, quality, cutoff_ms, &prices)
         })
-            .await
+        .await
     }
 
     async fn sync(&self) -> Result<(), StoreError> {

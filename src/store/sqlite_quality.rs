@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
-use crate::core::heuristics::HeuristicSet;
 use crate::core::feedback::{Feedback, FeedbackCounts, FeedbackKind, USER_RATING};
+use crate::core::heuristics::HeuristicSet;
 use crate::core::quality::{
-    COMPOSITE, QualityRules, RunSummary, SCORED, Score, ScoreHist, ScoreSource, Streak,
-    composite, effective_scores,
+    COMPOSITE, QualityRules, RunSummary, SCORED, Score, ScoreHist, ScoreSource, Streak, composite,
+    effective_scores,
 };
 use crate::core::time::{DAY_MS, HOUR_MS, Range, Source, bucket_start, plan};
 
@@ -61,7 +61,10 @@ impl QualityState {
             )?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
-                set.insert(awaiting_key(row.get_ref(0)?.as_str()?, row.get_ref(1)?.as_str()?));
+                set.insert(awaiting_key(
+                    row.get_ref(0)?.as_str()?,
+                    row.get_ref(1)?.as_str()?,
+                ));
             }
             self.awaiting = Some(set);
         }
@@ -367,58 +370,66 @@ pub(super) fn settle(
         let (old, scores, labels) = match fresh.remove(&i) {
             Some(f) => (None, f.scores, Some(f.labels)),
             None => {
-        let old = load_state
-            .query_row(params![project, request_id], |r| {
-                let labels = match r.get::<_, Option<i64>>(0)? {
-                    Some(ts_ms) => Some(Labels {
-                        ts_ms,
-                        model: r.get(1)?,
-                        feature: r.get(2)?,
-                        release: r.get(3)?,
-                    }),
-                    None => None,
-                };
-                Ok((labels, r.get::<_, String>(4)?, r.get(5)?, r.get(6)?))
-            })
-            .optional()?
-            .map(|(labels, scores, composite, streaked)| {
-                Ok::<_, StoreError>(Stored {
-                    labels,
-                    scores: serde_json::from_str(&scores)
-                        .map_err(|e| StoreError::Corrupt(format!("request_quality.scores: {e}")))?,
-                    composite,
-                    streaked,
-                })
-            })
-            .transpose()?;
-        let rows: Vec<(String, String, f64)> = load_scores
-            .query_map(params![project, request_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?
-            .collect::<Result<_, _>>()?;
-        let scores = effective_scores(rows.iter().map(|(name, source, value)| {
-            (
-                name.as_str(),
-                ScoreSource::parse(source).unwrap_or(ScoreSource::Api),
-                *value,
-            )
-        }));
-        let labels = load_labels
-            .query_row(params![project, request_id], |r| {
-                Ok(Labels {
-                    ts_ms: r.get(0)?,
-                    model: r.get(1)?,
-                    feature: r.get(2)?,
-                    release: r.get(3)?,
-                })
-            })
-            .optional()?;
-        (old, scores, labels)
+                let old = load_state
+                    .query_row(params![project, request_id], |r| {
+                        let labels = match r.get::<_, Option<i64>>(0)? {
+                            Some(ts_ms) => Some(Labels {
+                                ts_ms,
+                                model: r.get(1)?,
+                                feature: r.get(2)?,
+                                release: r.get(3)?,
+                            }),
+                            None => None,
+                        };
+                        Ok((labels, r.get::<_, String>(4)?, r.get(5)?, r.get(6)?))
+                    })
+                    .optional()?
+                    .map(|(labels, scores, composite, streaked)| {
+                        Ok::<_, StoreError>(Stored {
+                            labels,
+                            scores: serde_json::from_str(&scores).map_err(|e| {
+                                StoreError::Corrupt(format!("request_quality.scores: {e}"))
+                            })?,
+                            composite,
+                            streaked,
+                        })
+                    })
+                    .transpose()?;
+                let rows: Vec<(String, String, f64)> = load_scores
+                    .query_map(params![project, request_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let scores = effective_scores(rows.iter().map(|(name, source, value)| {
+                    (
+                        name.as_str(),
+                        ScoreSource::parse(source).unwrap_or(ScoreSource::Api),
+                        *value,
+                    )
+                }));
+                let labels = load_labels
+                    .query_row(params![project, request_id], |r| {
+                        Ok(Labels {
+                            ts_ms: r.get(0)?,
+                            model: r.get(1)?,
+                            feature: r.get(2)?,
+                            release: r.get(3)?,
+                        })
+                    })
+                    .optional()?;
+                (old, scores, labels)
             }
         };
         let composite = composite(&scores, &rules.composite);
 
-        note_run_change(&mut runs, &project, &request_id, old.as_ref(), labels.as_ref(), composite);
+        note_run_change(
+            &mut runs,
+            &project,
+            &request_id,
+            old.as_ref(),
+            labels.as_ref(),
+            composite,
+        );
         let mut streaked = false;
         if let Some(old) = &old {
             streaked = old.streaked;
@@ -538,10 +549,11 @@ fn note_run_change(
                 runs.entry(run_key(project, l0)).or_default().rescan = true;
             }
             if let Some((l1, c1)) = after {
-                runs.entry(run_key(project, l1))
-                    .or_default()
-                    .added
-                    .push((l1.ts_ms, request_id.to_owned(), c1));
+                runs.entry(run_key(project, l1)).or_default().added.push((
+                    l1.ts_ms,
+                    request_id.to_owned(),
+                    c1,
+                ));
             }
         }
     }
@@ -667,7 +679,10 @@ fn put_run(
 
 /// Summarises every hour again when the configured threshold is not the one the hour
 /// summaries were computed at (a config change).
-pub(super) fn ensure_run_threshold(conn: &mut Connection, threshold: f64) -> Result<(), StoreError> {
+pub(super) fn ensure_run_threshold(
+    conn: &mut Connection,
+    threshold: f64,
+) -> Result<(), StoreError> {
     let stale: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM rollup_streak_1h WHERE threshold <> ?1)",
         params![threshold],
@@ -686,7 +701,10 @@ pub(super) fn ensure_run_threshold(conn: &mut Connection, threshold: f64) -> Res
         put_run(&tx, &project, &feature, hour, summary, &last, threshold)?;
     }
     tx.commit()?;
-    tracing::info!(threshold, "quality threshold changed: streak summaries rebuilt");
+    tracing::info!(
+        threshold,
+        "quality threshold changed: streak summaries rebuilt"
+    );
     Ok(())
 }
 
@@ -737,9 +755,7 @@ fn observe(
     detected_ms: i64,
 ) -> Result<(), StoreError> {
     row.changed = true;
-    let raised = row
-        .streak
-        .observe(composite, rules.threshold, rules.streak);
+    let raised = row.streak.observe(composite, rules.threshold, rules.streak);
     if row.streak.current == 0 {
         row.run.clear();
     } else {
@@ -753,8 +769,18 @@ fn observe(
     if raised {
         let ids: Vec<&str> = row.run.iter().map(|(id, _, _)| id.as_str()).collect();
         let mean = row.run.iter().map(|(_, _, c)| c).sum::<f64>() / row.run.len().max(1) as f64;
-        let first = row.run.iter().map(|(_, ts, _)| *ts).min().unwrap_or(labels.ts_ms);
-        let last = row.run.iter().map(|(_, ts, _)| *ts).max().unwrap_or(labels.ts_ms);
+        let first = row
+            .run
+            .iter()
+            .map(|(_, ts, _)| *ts)
+            .min()
+            .unwrap_or(labels.ts_ms);
+        let last = row
+            .run
+            .iter()
+            .map(|(_, ts, _)| *ts)
+            .max()
+            .unwrap_or(labels.ts_ms);
         tx.prepare_cached(
             "INSERT INTO quality_escalations (project, feature, raised_ms, detected_ms, streak, \
              threshold, request_ids, mean_composite, first_ts_ms, last_ts_ms) \
@@ -863,7 +889,10 @@ fn label_filters(q: &QualityQuery, first: usize, values: &mut Vec<String>) -> St
 
 /// Answers a quality query: whole hours from the rollups, the ragged edges from the
 /// per-request states (exact to the millisecond).
-pub(super) fn query_quality(conn: &Connection, q: &QualityQuery) -> Result<QualityData, StoreError> {
+pub(super) fn query_quality(
+    conn: &Connection,
+    q: &QualityQuery,
+) -> Result<QualityData, StoreError> {
     let mut data = QualityData::default();
     let mut labels = Vec::new();
     let filters = label_filters(q, 4, &mut labels);
@@ -912,7 +941,10 @@ pub(super) fn query_quality(conn: &Connection, q: &QualityQuery) -> Result<Quali
                         data.hists.entry(name).or_default().add(value, 1);
                     }
                     if let Some(c) = row.get::<_, Option<f64>>(1)? {
-                        data.hists.entry(COMPOSITE.to_owned()).or_default().add(c, 1);
+                        data.hists
+                            .entry(COMPOSITE.to_owned())
+                            .or_default()
+                            .add(c, 1);
                     }
                 }
             }
@@ -1065,8 +1097,9 @@ pub(super) fn query_escalations(
     let mut out = Vec::new();
     for row in rows {
         let (mut e, ids) = row?;
-        e.request_ids = serde_json::from_str(&ids)
-            .map_err(|err| StoreError::Corrupt(format!("quality_escalations.request_ids: {err}")))?;
+        e.request_ids = serde_json::from_str(&ids).map_err(|err| {
+            StoreError::Corrupt(format!("quality_escalations.request_ids: {err}"))
+        })?;
         out.push(e);
     }
     Ok(out)
@@ -1142,9 +1175,7 @@ pub(super) fn query_complaints(
     )?;
     let rows = stmt.query_map(
         params![project, range.from_ms, range.to_ms, limit as i64],
-        |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        },
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
