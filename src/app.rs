@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, Clock};
 use crate::config::Config;
 use crate::core::rollup::PricedRecord;
+use crate::alerting::engine::Engine;
 use crate::judge::Judge;
 use crate::metrics::Metrics;
 use crate::pipeline::{RecordHook, Writer, WriterOptions};
@@ -23,6 +24,8 @@ pub struct App {
     /// The LLM judge, when configured: stopped before the writer drains (it holds a writer
     /// handle).
     judge: Option<(Judge, JoinHandle<()>)>,
+    /// The alert engine, stopped with the server.
+    alerting: (tokio::sync::watch::Sender<bool>, JoinHandle<()>),
 }
 
 impl App {
@@ -67,10 +70,22 @@ impl App {
             let _ = judge_slot.set(judge.clone());
             (judge, task)
         });
+        let config = Arc::new(config);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let engine = Engine::new(
+            Arc::clone(&config),
+            store.clone(),
+            store.clone(),
+            Arc::clone(&clock),
+            instance_id(),
+        );
+        let alerting = (stop, tokio::spawn(engine.run(stopped)));
         Ok(App {
+            alerting,
             state: AppState {
+                alerts: store.clone(),
                 judge: judge.as_ref().map(|(j, _)| j.clone()),
-                config: Arc::new(config),
+                config,
                 store,
                 writer,
                 metrics,
@@ -91,12 +106,17 @@ impl App {
             state,
             writer_task,
             judge,
+            alerting,
         } = self;
         let router = api::router(state.clone());
         drop(state);
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
+        let _ = alerting.0.send(true);
+        if let Err(e) = alerting.1.await {
+            tracing::error!(error = %e, "alert engine failed");
+        }
         // The judge goes first: it holds a writer handle. Judgements in flight are abandoned.
         if let Some((judge, task)) = judge {
             judge.shutdown();
@@ -112,6 +132,16 @@ impl App {
         tracing::info!("stopped");
         served
     }
+}
+
+/// This process's identity for the evaluator lease: host, process id and start time.
+fn instance_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!(
+        "{host}/{}/{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

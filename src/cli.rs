@@ -57,6 +57,25 @@ pub enum Command {
     /// Export data for other tools.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Alert rules and channels.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Validate a config and print each alert rule as understood (with the built-in ones).
+    Check {
+        #[arg(long, env = "LLMWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Send a test notification to one configured channel.
+    Test {
+        /// A `[channels.NAME]` of the config.
+        channel: String,
+        #[arg(long, env = "LLMWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -295,6 +314,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Drift(args) => drift(args).await,
         Command::Pricing(cmd) => pricing(cmd),
         Command::Export(ExportCommand::Golden(args)) => export_golden(args).await,
+        Command::Alerts(AlertsCommand::Check { config }) => alerts_check(config),
+        Command::Alerts(AlertsCommand::Test { channel, config }) => alerts_test(channel, config).await,
     }
 }
 
@@ -430,6 +451,87 @@ fn open_local(source: &SourceArgs) -> Result<(Config, SqliteStore)> {
     let store =
         SqliteStore::open_with(&config.db, config.durability, config.quality.clone(), None)?;
     Ok((config, store))
+}
+
+fn alerts_check(path: Option<PathBuf>) -> Result<()> {
+    let config = Config::load(path.as_deref())?;
+    let a = &config.alerting;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "config ok: {} rules ({} built in), {} channels, evaluated every {} s",
+        a.rules.len(),
+        a.rules.iter().filter(|r| r.builtin).count(),
+        a.channels.len(),
+        a.eval_interval_ms / 1000
+    )?;
+    for r in &a.rules {
+        let channels = r
+            .channels
+            .clone()
+            .unwrap_or_else(|| a.routing.of(r.severity).to_vec());
+        let group = r
+            .group_by
+            .map(|d| format!(" per {}", d.as_str()))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:<9} {}{}: {}  (cooldown {} s{}; -> {})",
+            r.severity.as_str(),
+            r.name,
+            if r.builtin { " [built in]" } else { "" },
+            r.expr,
+            r.timing.cooldown_ms / 1000,
+            group,
+            if channels.is_empty() {
+                "nowhere".to_owned()
+            } else {
+                channels.join(", ")
+            }
+        )?;
+    }
+    Ok(())
+}
+
+async fn alerts_test(channel: String, path: Option<PathBuf>) -> Result<()> {
+    use crate::alerting::channels::{self, ChannelConfig, RetryPolicy};
+    let config = Config::load(path.as_deref())?;
+    let target = match config.alerting.channels.get(&channel) {
+        Some(c) => c.clone(),
+        None if channel == crate::alerting::rules::DASHBOARD => ChannelConfig::Dashboard,
+        None => bail!(
+            "no channel named {channel:?} (configured: {})",
+            config
+                .alerting
+                .channels
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let clock = crate::api::system_clock();
+    let n = channels::test_notification(
+        &channel,
+        clock(),
+        config.alerting.dashboard_url.as_deref(),
+    );
+    let client = reqwest::Client::new();
+    let last = channels::deliver(&client, &target, &n, RetryPolicy::default(), &clock, |a| {
+        eprintln!(
+            "attempt {}: {}{}{}",
+            a.attempt,
+            if a.ok { "ok" } else { "failed" },
+            a.status.map(|s| format!(" (status {s})")).unwrap_or_default(),
+            a.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
+    })
+    .await;
+    if !last.ok {
+        bail!("the test notification to {channel:?} was not delivered");
+    }
+    println!("test notification delivered to {channel:?} ({})", target.kind());
+    Ok(())
 }
 
 async fn export_golden(args: GoldenArgs) -> Result<()> {

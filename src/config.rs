@@ -16,6 +16,11 @@ use crate::core::span::{ExtractOptions, StageRule};
 use crate::core::time::{Period, parse_tz};
 use crate::drift::{Method, Monitor, kind_of};
 use crate::judge::{JudgeConfig, RawJudgeConfig};
+use crate::alerting::channels::ChannelConfig;
+use crate::alerting::rules::{BudgetRef, DASHBOARD, RawAlert, RawRouting, builtin_rules};
+use crate::alerting::{AlertingConfig, DEFAULT_EVAL_INTERVAL_MS};
+use crate::core::time::parse_duration;
+use std::collections::BTreeMap;
 use crate::operations::parse_step;
 
 /// Default listen address: the OTLP/HTTP port, so OpenTelemetry exporters find llmwatch with no setting.
@@ -93,6 +98,19 @@ pub struct RawConfig {
     pub quality: RawQuality,
     /// The optional LLM-as-judge evaluator (`crate::judge`).
     pub judge: Option<RawJudgeConfig>,
+    /// Time between two alert evaluations (default `30s`).
+    pub eval_interval: Option<String>,
+    /// The dashboard's address, linked from notifications.
+    pub dashboard_url: Option<String>,
+    /// Notification channels by name; `type` says what each is.
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelConfig>,
+    /// Channels per severity.
+    #[serde(default)]
+    pub routing: RawRouting,
+    /// Alert rules.
+    #[serde(default)]
+    pub alerts: Vec<RawAlert>,
 }
 
 /// The `[quality]` table.
@@ -244,6 +262,7 @@ pub struct Config {
     pub quality: QualityRules,
     pub heuristics: HeuristicSet,
     pub judge: Option<JudgeConfig>,
+    pub alerting: AlertingConfig,
 }
 
 impl Config {
@@ -392,7 +411,16 @@ impl RawConfig {
                 None => invalid("judge", m),
             })?),
         };
+        let alerting = validate_alerting(
+            self.eval_interval,
+            self.dashboard_url,
+            self.channels,
+            self.routing,
+            self.alerts,
+            &budgets,
+        )?;
         Ok(Config {
+            alerting,
             listen,
             db: self.db.unwrap_or_else(|| PathBuf::from(DEFAULT_DB)),
             timezone,
@@ -411,6 +439,61 @@ impl RawConfig {
             judge,
         })
     }
+}
+
+fn validate_alerting(
+    eval_interval: Option<String>,
+    dashboard_url: Option<String>,
+    channels: BTreeMap<String, ChannelConfig>,
+    routing: RawRouting,
+    alerts: Vec<RawAlert>,
+    budgets: &[Budget],
+) -> Result<AlertingConfig, ConfigError> {
+    let eval_interval_ms = match eval_interval {
+        None => DEFAULT_EVAL_INTERVAL_MS,
+        Some(t) => parse_duration(&t).map_err(|m| invalid("eval_interval", m))?,
+    };
+    if eval_interval_ms < 1_000 {
+        return Err(invalid("eval_interval", "must be at least 1s"));
+    }
+    for (name, channel) in &channels {
+        if name == DASHBOARD && !matches!(channel, ChannelConfig::Dashboard) {
+            return Err(invalid(
+                format!("channels.{name}"),
+                "the name \"dashboard\" is the built-in dashboard channel",
+            ));
+        }
+        channel.validate(name).map_err(|m| match m.split_once(": ") {
+            Some((key, message)) => invalid(key, message),
+            None => invalid(format!("channels.{name}"), m),
+        })?;
+    }
+    let known: Vec<String> = channels.keys().cloned().collect();
+    let routing = routing.validate(&known).map_err(|(k, m)| invalid(k, m))?;
+    let mut rules = Vec::with_capacity(alerts.len());
+    for (i, a) in alerts.into_iter().enumerate() {
+        let rule = a.validate(i, &known).map_err(|(k, m)| invalid(k, m))?;
+        if rules.iter().any(|r: &crate::alerting::rules::AlertRule| r.name == rule.name) {
+            return Err(invalid(format!("alerts[{i}].name"), format!("{:?} is used twice", rule.name)));
+        }
+        rules.push(rule);
+    }
+    let refs: Vec<BudgetRef<'_>> = budgets
+        .iter()
+        .map(|b| BudgetRef {
+            name: &b.name,
+            period: b.period,
+            warn_at: b.warn_at,
+        })
+        .collect();
+    rules.extend(builtin_rules(&refs).map_err(|m| invalid("budgets", m))?);
+    Ok(AlertingConfig {
+        eval_interval_ms,
+        dashboard_url,
+        channels,
+        routing,
+        rules,
+    })
 }
 
 impl RawOtlp {

@@ -34,8 +34,7 @@
 //!   the two in a cycle (the writer's hook holds the judge, the judge holds a writer handle):
 //!   shutting the judge down first is what breaks it.
 //!
-//! The HTTP client is built without TLS (reqwest with default features off): `base_url` must
-//! be plain `http://`, e.g. a local gateway that holds the TLS connection to the provider.
+//! `base_url` is `http://` or `https://` (reqwest with rustls and the webpki roots).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -99,7 +98,7 @@ const MAX_RETRY_BASE_MS: u64 = 60_000;
 #[serde(deny_unknown_fields)]
 pub struct RawJudgeConfig {
     /// OpenAI-compatible API root, e.g. "http://127.0.0.1:8000/v1": the judge POSTs to
-    /// `{base_url}/chat/completions`. Plain HTTP only (this build has no TLS).
+    /// `{base_url}/chat/completions`.
     pub base_url: String,
     pub model: String,
     /// Name of the environment variable holding the API key, sent as
@@ -212,19 +211,12 @@ impl RawJudgeConfig {
         if base_url.is_empty() {
             return Err(key_error("base_url", "must not be empty"));
         }
-        if base_url.starts_with("https://") {
-            // reqwest is built without TLS (Cargo.toml): every call would fail at runtime.
-            return Err(key_error(
-                "base_url",
-                "https is not supported by this build (no TLS); use a local http:// gateway",
-            ));
-        }
         match reqwest::Url::parse(&base_url) {
-            Ok(url) if url.scheme() == "http" && url.has_host() => {}
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
             _ => {
                 return Err(key_error(
                     "base_url",
-                    format!("must be an http:// URL, got {base_url:?}"),
+                    format!("must be an http:// or https:// URL, got {base_url:?}"),
                 ));
             }
         }
@@ -1147,6 +1139,11 @@ mod tests {
             ["completeness", "relevance", "safety"]
         );
         assert!(!c.has_api_key());
+        let https = RawJudgeConfig {
+            base_url: "https://api.openai.com/v1".into(),
+            ..raw()
+        };
+        assert_eq!(https.validate().unwrap().base_url, "https://api.openai.com/v1");
     }
 
     #[test]
@@ -1196,7 +1193,7 @@ mod tests {
             ),
             (
                 RawJudgeConfig {
-                    base_url: "https://api.openai.com/v1".into(),
+                    base_url: "ftp://api.openai.com/v1".into(),
                     ..raw()
                 },
                 "judge.base_url:",

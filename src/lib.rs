@@ -27,6 +27,7 @@
 //! reports / budgets -> Store::totals (rollups; raw rows only for sub-minute edges)
 //! ```
 
+pub mod alerting;
 pub mod api;
 pub mod app;
 pub mod cli;

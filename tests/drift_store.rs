@@ -736,7 +736,9 @@ async fn character_counts_survive_when_texts_are_not_kept() {
 fn downgrade_to_v2(db: &Path) {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.execute_batch(
-        "DROP TABLE request_quality; DROP TABLE rollup_quality_1h; DROP TABLE rollup_quality_1d;
+        "DROP TABLE alert_state; DROP TABLE alert_history; DROP TABLE alert_deliveries;
+         DROP TABLE alert_silences; DROP TABLE alert_lease; DROP TABLE anomaly_baselines;
+         DROP TABLE request_quality; DROP TABLE rollup_quality_1h; DROP TABLE rollup_quality_1d;
          DROP TABLE rollup_streak_1h; DROP TABLE quality_streaks;
          DROP TABLE quality_escalations; DROP TABLE feedback;
          DROP TABLE rollup_values_1h; DROP TABLE rollup_numeric_1h; DROP TABLE drift_baselines;

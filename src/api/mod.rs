@@ -1,6 +1,7 @@
 //! The HTTP API: shared state and the router. Each resource module owns its routes; handlers
 //! are thin shims over the library (`report`, `pipeline`, `store`).
 
+mod alerts;
 mod drift;
 mod error;
 mod events;
@@ -38,6 +39,8 @@ pub fn system_clock() -> Clock {
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
+    /// Alert states, history and silences (the same database).
+    pub alerts: Arc<dyn crate::store::AlertStore>,
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
@@ -54,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(otlp::router())
         .merge(drift::router())
         .merge(quality::router())
+        .merge(alerts::router())
         // Ingest enforces its own, configured limit with the API's error shape.
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::trace::TraceLayer::new_for_http())

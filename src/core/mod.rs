@@ -1,5 +1,7 @@
 //! The pure domain: no I/O, no clock reads, no logging. Time is always an argument.
 
+pub mod alert;
+pub mod alert_expr;
 pub mod cluster;
 pub mod demo_quality;
 pub mod drift;

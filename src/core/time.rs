@@ -86,6 +86,27 @@ fn plan_into(range: Range, tiers: &[i64], out: &mut Vec<Segment>) {
     plan_into(Range::new(end_full, range.to_ms), narrower, out);
 }
 
+/// Parses a duration: a positive whole number with a unit, `500ms`, `30s`, `15m`, `1h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let err = || format!("expected a duration like 30s, 15m, 1h or 1d, got {s:?}");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n.parse().map_err(|_| err())?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => DAY_MS,
+        _ => return Err(err()),
+    };
+    match n.checked_mul(unit_ms) {
+        Some(ms) if ms > 0 => Ok(ms),
+        _ => Err(err()),
+    }
+}
+
 /// Parses an IANA time zone name ("Asia/Seoul", "UTC").
 pub fn parse_tz(name: &str) -> Result<Tz, String> {
     name.parse::<Tz>()

@@ -5,6 +5,7 @@
 //! label combinations no rollup carries).
 
 pub mod sqlite;
+mod sqlite_alerts;
 mod sqlite_quality;
 
 pub use sqlite_quality::{Escalation, FeedbackScope, GoldenExample, QualityData, QualityQuery};
@@ -317,4 +318,123 @@ pub trait Store: Send + Sync + 'static {
         since_ms: i64,
         feature: Option<String>,
     ) -> Result<Vec<GoldenExample>, StoreError>;
+}
+
+/// The persisted state of one alert.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredAlert {
+    pub dedup_key: String,
+    pub rule: String,
+    pub group: BTreeMap<String, String>,
+    pub severity: crate::core::alert::Severity,
+    pub state: crate::core::alert::AlertState,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub summary: String,
+    pub expr: String,
+    pub updated_ms: i64,
+}
+
+/// One notification made (and where it was routed).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HistoryEntry {
+    /// Assigned by the store.
+    pub id: i64,
+    pub dedup_key: String,
+    pub rule: String,
+    pub severity: crate::core::alert::Severity,
+    pub notice: crate::core::alert::Notice,
+    pub group: BTreeMap<String, String>,
+    pub summary: String,
+    pub expr: String,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub starts_ms: i64,
+    pub ends_ms: Option<i64>,
+    pub at_ms: i64,
+    pub channels: Vec<String>,
+    /// The silence that muted it (nothing was delivered).
+    pub silenced_by: Option<i64>,
+}
+
+/// One delivery attempt of a notification to a channel.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeliveryRecord {
+    pub history_id: i64,
+    pub channel: String,
+    pub attempt: u32,
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: f64,
+    pub at_ms: i64,
+}
+
+/// Mutes the alerts whose labels (`alertname`, `severity`, group labels) match every matcher,
+/// until `until_ms`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Silence {
+    pub id: i64,
+    pub matchers: BTreeMap<String, String>,
+    pub until_ms: i64,
+    pub comment: Option<String>,
+    pub created_ms: i64,
+}
+
+/// An anomaly rule's EWMA baseline of one metric and group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AnomalyBaseline {
+    pub mean: f64,
+    pub variance: f64,
+    pub n: u32,
+}
+
+/// Alert persistence. Every write is durable on return.
+#[async_trait]
+pub trait AlertStore: Send + Sync + 'static {
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`; false when another
+    /// holder's lease is still valid.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError>;
+    async fn alert_states(&self, project: &str) -> Result<Vec<StoredAlert>, StoreError>;
+    /// One evaluation's outcome in one transaction: changed states, the notifications made
+    /// (their ids are returned in order) and anomaly baselines (key, baseline, updated_ms).
+    async fn record_evaluation(
+        &self,
+        project: &str,
+        states: Vec<StoredAlert>,
+        history: Vec<HistoryEntry>,
+        baselines: Vec<(String, AnomalyBaseline, i64)>,
+    ) -> Result<Vec<i64>, StoreError>;
+    async fn record_deliveries(
+        &self,
+        project: &str,
+        rows: Vec<DeliveryRecord>,
+    ) -> Result<(), StoreError>;
+    /// Notifications in a range, newest first.
+    async fn alert_history(
+        &self,
+        project: &str,
+        range: Range,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// Delivery attempts in a range, newest first.
+    async fn deliveries(
+        &self,
+        project: &str,
+        range: Range,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn silences(&self, project: &str) -> Result<Vec<Silence>, StoreError>;
+    async fn add_silence(&self, project: &str, silence: Silence) -> Result<i64, StoreError>;
+    async fn delete_silence(&self, project: &str, id: i64) -> Result<bool, StoreError>;
+    async fn anomaly_baselines(
+        &self,
+        project: &str,
+    ) -> Result<BTreeMap<String, AnomalyBaseline>, StoreError>;
 }

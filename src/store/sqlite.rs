@@ -46,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_otlp.sql"),
     include_str!("migrations/0003_drift.sql"),
     include_str!("migrations/0004_quality.sql"),
+    include_str!("migrations/0005_alerts.sql"),
 ];
 
 /// The additive columns of every rollup table, in `Totals` field order.
@@ -426,7 +427,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a pooled read connection on the blocking pool.
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -450,6 +451,15 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the writer connection on the blocking pool.
+    /// Runs `f` on the writer connection (writes outside the ingest caches: alerts).
+    pub(super) async fn write_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_with(move |conn, _, _| f(conn)).await
+    }
+
     async fn write_with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
