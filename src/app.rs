@@ -8,10 +8,10 @@ use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::alerting::engine::Engine;
 use crate::api::{self, AppState, Clock};
 use crate::config::Config;
 use crate::core::rollup::PricedRecord;
-use crate::alerting::engine::Engine;
 use crate::judge::Judge;
 use crate::metrics::Metrics;
 use crate::pipeline::{RecordHook, Writer, WriterOptions};
@@ -24,8 +24,8 @@ pub struct App {
     /// The LLM judge, when configured: stopped before the writer drains (it holds a writer
     /// handle).
     judge: Option<(Judge, JoinHandle<()>)>,
-    /// The alert engine, stopped with the server.
-    alerting: (tokio::sync::watch::Sender<bool>, JoinHandle<()>),
+    /// The alert engine: started by `serve`, stopped with the server.
+    engine: Engine,
 }
 
 impl App {
@@ -71,7 +71,6 @@ impl App {
             (judge, task)
         });
         let config = Arc::new(config);
-        let (stop, stopped) = tokio::sync::watch::channel(false);
         let engine = Engine::new(
             Arc::clone(&config),
             store.clone(),
@@ -79,9 +78,8 @@ impl App {
             Arc::clone(&clock),
             instance_id(),
         );
-        let alerting = (stop, tokio::spawn(engine.run(stopped)));
         Ok(App {
-            alerting,
+            engine,
             state: AppState {
                 alerts: store.clone(),
                 judge: judge.as_ref().map(|(j, _)| j.clone()),
@@ -106,15 +104,17 @@ impl App {
             state,
             writer_task,
             judge,
-            alerting,
+            engine,
         } = self;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let alerting = tokio::spawn(engine.run(stopped));
         let router = api::router(state.clone());
         drop(state);
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
-        let _ = alerting.0.send(true);
-        if let Err(e) = alerting.1.await {
+        let _ = stop.send(true);
+        if let Err(e) = alerting.await {
             tracing::error!(error = %e, "alert engine failed");
         }
         // The judge goes first: it holds a writer handle. Judgements in flight are abandoned.

@@ -315,7 +315,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Pricing(cmd) => pricing(cmd),
         Command::Export(ExportCommand::Golden(args)) => export_golden(args).await,
         Command::Alerts(AlertsCommand::Check { config }) => alerts_check(config),
-        Command::Alerts(AlertsCommand::Test { channel, config }) => alerts_test(channel, config).await,
+        Command::Alerts(AlertsCommand::Test { channel, config }) => {
+            alerts_test(channel, config).await
+        }
     }
 }
 
@@ -511,26 +513,31 @@ async fn alerts_test(channel: String, path: Option<PathBuf>) -> Result<()> {
         ),
     };
     let clock = crate::api::system_clock();
-    let n = channels::test_notification(
-        &channel,
-        clock(),
-        config.alerting.dashboard_url.as_deref(),
-    );
+    let n =
+        channels::test_notification(&channel, clock(), config.alerting.dashboard_url.as_deref());
     let client = reqwest::Client::new();
     let last = channels::deliver(&client, &target, &n, RetryPolicy::default(), &clock, |a| {
         eprintln!(
             "attempt {}: {}{}{}",
             a.attempt,
             if a.ok { "ok" } else { "failed" },
-            a.status.map(|s| format!(" (status {s})")).unwrap_or_default(),
-            a.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            a.status
+                .map(|s| format!(" (status {s})"))
+                .unwrap_or_default(),
+            a.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
         );
     })
     .await;
     if !last.ok {
         bail!("the test notification to {channel:?} was not delivered");
     }
-    println!("test notification delivered to {channel:?} ({})", target.kind());
+    println!(
+        "test notification delivered to {channel:?} ({})",
+        target.kind()
+    );
     Ok(())
 }
 

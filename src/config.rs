@@ -8,20 +8,20 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use crate::alerting::channels::ChannelConfig;
+use crate::alerting::rules::{BudgetRef, DASHBOARD, RawAlert, RawRouting, builtin_rules};
+use crate::alerting::{AlertingConfig, DEFAULT_EVAL_INTERVAL_MS};
 use crate::core::heuristics::HeuristicSet;
 use crate::core::pricing::{PriceEntry, PriceTable};
 use crate::core::quality::{QualityRules, check_score};
 use crate::core::rollup::Scope;
 use crate::core::span::{ExtractOptions, StageRule};
+use crate::core::time::parse_duration;
 use crate::core::time::{Period, parse_tz};
 use crate::drift::{Method, Monitor, kind_of};
 use crate::judge::{JudgeConfig, RawJudgeConfig};
-use crate::alerting::channels::ChannelConfig;
-use crate::alerting::rules::{BudgetRef, DASHBOARD, RawAlert, RawRouting, builtin_rules};
-use crate::alerting::{AlertingConfig, DEFAULT_EVAL_INTERVAL_MS};
-use crate::core::time::parse_duration;
-use std::collections::BTreeMap;
 use crate::operations::parse_step;
+use std::collections::BTreeMap;
 
 /// Default listen address: the OTLP/HTTP port, so OpenTelemetry exporters find llmwatch with no setting.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4318";
@@ -463,18 +463,26 @@ fn validate_alerting(
                 "the name \"dashboard\" is the built-in dashboard channel",
             ));
         }
-        channel.validate(name).map_err(|m| match m.split_once(": ") {
-            Some((key, message)) => invalid(key, message),
-            None => invalid(format!("channels.{name}"), m),
-        })?;
+        channel
+            .validate(name)
+            .map_err(|m| match m.split_once(": ") {
+                Some((key, message)) => invalid(key, message),
+                None => invalid(format!("channels.{name}"), m),
+            })?;
     }
     let known: Vec<String> = channels.keys().cloned().collect();
     let routing = routing.validate(&known).map_err(|(k, m)| invalid(k, m))?;
     let mut rules = Vec::with_capacity(alerts.len());
     for (i, a) in alerts.into_iter().enumerate() {
         let rule = a.validate(i, &known).map_err(|(k, m)| invalid(k, m))?;
-        if rules.iter().any(|r: &crate::alerting::rules::AlertRule| r.name == rule.name) {
-            return Err(invalid(format!("alerts[{i}].name"), format!("{:?} is used twice", rule.name)));
+        if rules
+            .iter()
+            .any(|r: &crate::alerting::rules::AlertRule| r.name == rule.name)
+        {
+            return Err(invalid(
+                format!("alerts[{i}].name"),
+                format!("{:?} is used twice", rule.name),
+            ));
         }
         rules.push(rule);
     }

@@ -4,10 +4,13 @@
 //! sample, the heuristics' scores, and its users' feedback (thumbs, reports, corrections).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::alerting::engine::Engine;
 use crate::api::system_clock;
 use crate::app::{App, shutdown_signal};
 use crate::cli::DemoArgs;
@@ -131,6 +134,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             .await?;
     }
 
+    // The alert rules, replayed over the last days of the history, so the dashboard shows
+    // the alerts the synthetic incidents raise (notifications to the dashboard channel).
+    let replayed = replay_alerts(&app, now - ALERT_REPLAY_MS.min(now - start), now).await?;
+    eprintln!("replayed the alert rules over the last days: {replayed} notifications");
+
     let Some(listener) = listener else {
         let yesterday = local_date(now - DAY_MS, tz);
         let r =
@@ -178,6 +186,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("  curl {url}/api/v1/feedback/summary");
     println!("  curl '{url}/api/v1/feedback/complaints?days=30&top=10'");
     println!("  curl '{url}/api/v1/compare?by=release&a=v1.4.0&b=v1.5.0'");
+    println!("  curl {url}/api/v1/alerts   (and /api/v1/alerts/history)");
     println!("  llmwatch drift --server {url}");
     println!("  llmwatch report daily --server {url}");
     println!("  llmwatch export golden --server {url}");
@@ -202,6 +211,37 @@ fn add_quality(
     let checked = heuristic_scores(record, heuristics, record.timestamp_ms);
     record.scores.extend(checked);
     feedback
+}
+
+/// How far back the demo replays its alert rules, and how often.
+const ALERT_REPLAY_MS: i64 = 6 * DAY_MS;
+const ALERT_REPLAY_STEP_MS: i64 = 30 * 60_000;
+
+/// Evaluates the alert rules every `ALERT_REPLAY_STEP_MS` of `[from, to)` with a clock set to
+/// each step, as if llmwatch had been watching. Ends a step before `to`, so the replay's
+/// evaluator lease has expired when the live engine starts. Returns the notifications made.
+async fn replay_alerts(app: &App, from: i64, to: i64) -> Result<usize> {
+    let sim = Arc::new(AtomicI64::new(from));
+    let clock = Arc::clone(&sim);
+    let mut engine = Engine::new(
+        Arc::clone(&app.state.config),
+        Arc::clone(&app.state.store),
+        Arc::clone(&app.state.alerts),
+        Arc::new(move || clock.load(Ordering::SeqCst)),
+        "demo-replay".into(),
+    );
+    let mut made = 0;
+    let mut t = from;
+    while t < to - ALERT_REPLAY_STEP_MS {
+        sim.store(t, Ordering::SeqCst);
+        let summary = engine.evaluate_once().await?;
+        made += summary.notifications.len();
+        for d in summary.deliveries {
+            let _ = d.await;
+        }
+        t += ALERT_REPLAY_STEP_MS;
+    }
+    Ok(made)
 }
 
 fn fresh_temp_db() -> PathBuf {

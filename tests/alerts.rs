@@ -56,7 +56,8 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("db"), Durability::Normal).unwrap());
+        let store =
+            Arc::new(SqliteStore::open(&dir.path().join("db"), Durability::Normal).unwrap());
         Rig {
             store,
             now: Arc::new(AtomicI64::new(T0)),
@@ -90,7 +91,10 @@ impl Rig {
                 PricedRecord::new(parse_record(&v, t).unwrap(), &prices)
             })
             .collect();
-        self.store.write(DEFAULT_PROJECT, Arc::new(batch)).await.unwrap();
+        self.store
+            .write(DEFAULT_PROJECT, Arc::new(batch))
+            .await
+            .unwrap();
     }
 }
 
@@ -116,7 +120,10 @@ async fn fires_once_reminds_after_the_cooldown_resolves_once_and_survives_a_rest
     let mut engine = rig.engine(&config, "a");
     rig.traffic(T0, 100, 10, "gpt-4o").await; // 10% errors in the last 5 minutes
     rig.set(T0);
-    assert_eq!(step(&mut engine).await, [("errors".into(), "firing".into())]);
+    assert_eq!(
+        step(&mut engine).await,
+        [("errors".into(), "firing".into())]
+    );
     {
         let bodies = got.lock().unwrap();
         assert_eq!(bodies.len(), 1);
@@ -125,8 +132,14 @@ async fn fires_once_reminds_after_the_cooldown_resolves_once_and_survives_a_rest
         assert_eq!(bodies[0]["status"], "firing");
         assert_eq!(alert["labels"]["alertname"], "errors");
         assert_eq!(alert["labels"]["severity"], "critical");
-        assert!((alert["annotations"]["value"].as_str().unwrap_or("").starts_with("0.1")
-            || alert["annotations"]["value"] == json!(0.1)), "{alert}");
+        assert!(
+            (alert["annotations"]["value"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("0.1")
+                || alert["annotations"]["value"] == json!(0.1)),
+            "{alert}"
+        );
     }
     // Still failing a minute later: no new notification (cooldown 15m).
     rig.traffic(T0 + MIN, 100, 10, "gpt-4o").await;
@@ -146,28 +159,50 @@ async fn fires_once_reminds_after_the_cooldown_resolves_once_and_survives_a_rest
     // 15 minutes after the first notification, still firing: one reminder.
     rig.set(T0 + 15 * MIN);
     rig.traffic(T0 + 15 * MIN, 100, 10, "gpt-4o").await;
-    assert_eq!(step(&mut engine).await, [("errors".into(), "reminder".into())]);
+    assert_eq!(
+        step(&mut engine).await,
+        [("errors".into(), "reminder".into())]
+    );
 
     // Healthy traffic only in the window: resolved, once.
     rig.set(T0 + 25 * MIN);
     rig.traffic(T0 + 25 * MIN, 100, 0, "gpt-4o").await;
-    assert_eq!(step(&mut engine).await, [("errors".into(), "resolved".into())]);
+    assert_eq!(
+        step(&mut engine).await,
+        [("errors".into(), "resolved".into())]
+    );
     rig.set(T0 + 26 * MIN);
     rig.traffic(T0 + 26 * MIN, 100, 0, "gpt-4o").await;
     assert_eq!(step(&mut engine).await, []);
 
-    let bodies = got.lock().unwrap();
+    let bodies = got.lock().unwrap().clone();
     assert_eq!(bodies.len(), 3, "firing, reminder, resolved: {bodies:?}");
     assert_eq!(bodies[2]["status"], "resolved");
     assert_ne!(bodies[2]["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
     // Every attempt is logged; the dashboard copy too.
     let deliveries = rig
         .store
-        .deliveries(DEFAULT_PROJECT, llmwatch::core::time::Range::new(0, i64::MAX), 100)
+        .deliveries(
+            DEFAULT_PROJECT,
+            llmwatch::core::time::Range::new(0, i64::MAX),
+            100,
+        )
         .await
         .unwrap();
-    assert_eq!(deliveries.iter().filter(|d| d.channel == "hook" && d.ok).count(), 3);
-    assert_eq!(deliveries.iter().filter(|d| d.channel == "dashboard").count(), 3);
+    assert_eq!(
+        deliveries
+            .iter()
+            .filter(|d| d.channel == "hook" && d.ok)
+            .count(),
+        3
+    );
+    assert_eq!(
+        deliveries
+            .iter()
+            .filter(|d| d.channel == "dashboard")
+            .count(),
+        3
+    );
 }
 
 #[tokio::test]
@@ -214,12 +249,16 @@ async fn grouped_rules_alert_per_group_and_silences_mute_without_losing_history(
     rig.set(T0);
     let fired = step(&mut engine).await;
     assert_eq!(fired.len(), 2, "{fired:?}");
-    let bodies = got.lock().unwrap();
+    let bodies = got.lock().unwrap().clone();
     assert_eq!(bodies.len(), 1, "the silenced one is not sent");
     assert_eq!(bodies[0]["alerts"][0]["labels"]["model"], "gpt-4o");
     let history = rig
         .store
-        .alert_history(DEFAULT_PROJECT, llmwatch::core::time::Range::new(0, i64::MAX), 10)
+        .alert_history(
+            DEFAULT_PROJECT,
+            llmwatch::core::time::Range::new(0, i64::MAX),
+            10,
+        )
         .await
         .unwrap();
     let silenced: Vec<_> = history.iter().filter(|h| h.silenced_by.is_some()).collect();
@@ -308,7 +347,10 @@ async fn the_api_lists_active_alerts_history_rules_and_manages_silences() {
         .iter()
         .map(|x| x["name"].as_str().unwrap())
         .collect();
-    assert!(names.contains(&"errors") && names.contains(&"quality escalation"), "{r}");
+    assert!(
+        names.contains(&"errors") && names.contains(&"quality escalation"),
+        "{r}"
+    );
     assert_eq!(r["rules"][0]["expr"], "error_rate[5m] > 0.05");
 
     let client = reqwest::Client::new();
@@ -320,7 +362,10 @@ async fn the_api_lists_active_alerts_history_rules_and_manages_silences() {
             (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
         }
     };
-    let (status, body) = post(json!({"matchers": {"alertname": "errors"}, "until": T0 + 3_600_000, "comment": "deploy"})).await;
+    let (status, body) = post(
+        json!({"matchers": {"alertname": "errors"}, "until": T0 + 3_600_000, "comment": "deploy"}),
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_i64().unwrap();
     let (status, body) = post(json!({"matchers": {}, "until": T0 + 3_600_000})).await;

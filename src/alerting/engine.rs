@@ -94,7 +94,12 @@ impl Engine {
         }
         if self.states.is_none() {
             let states = self.alerts.alert_states(DEFAULT_PROJECT).await?;
-            self.states = Some(states.into_iter().map(|s| (s.dedup_key.clone(), s)).collect());
+            self.states = Some(
+                states
+                    .into_iter()
+                    .map(|s| (s.dedup_key.clone(), s))
+                    .collect(),
+            );
             self.baselines = self.alerts.anomaly_baselines(DEFAULT_PROJECT).await?;
         }
         let silences = self.alerts.silences(DEFAULT_PROJECT).await?;
@@ -201,9 +206,9 @@ impl Engine {
                     updated_ms: now,
                 };
                 let moved = next != previous
-                    || states.get(&key).is_none_or(|s| {
-                        s.value != stored.value && next.phase != Phase::Inactive
-                    });
+                    || states
+                        .get(&key)
+                        .is_none_or(|s| s.value != stored.value && next.phase != Phase::Inactive);
                 if moved {
                     states.insert(key.clone(), stored.clone());
                     changed.push(stored);
@@ -290,7 +295,12 @@ impl Engine {
     }
 
     /// Starts one delivery; its attempts are logged when it ends.
-    fn deliver(&self, history_id: i64, channel: String, n: Notification) -> tokio::task::JoinHandle<()> {
+    fn deliver(
+        &self,
+        history_id: i64,
+        channel: String,
+        n: Notification,
+    ) -> tokio::task::JoinHandle<()> {
         let alerts = Arc::clone(&self.alerts);
         let client = self.client.clone();
         let clock = Arc::clone(&self.clock);
@@ -305,25 +315,18 @@ impl Engine {
                     return;
                 }
             };
-            channels::deliver(
-                &client,
-                &target,
-                &n,
-                RetryPolicy::default(),
-                &clock,
-                |a| {
-                    attempts.push(DeliveryRecord {
-                        history_id,
-                        channel: channel.clone(),
-                        attempt: a.attempt,
-                        ok: a.ok,
-                        status: a.status,
-                        error: a.error.clone(),
-                        duration_ms: a.duration_ms,
-                        at_ms: a.at_ms,
-                    })
-                },
-            )
+            channels::deliver(&client, &target, &n, RetryPolicy::default(), &clock, |a| {
+                attempts.push(DeliveryRecord {
+                    history_id,
+                    channel: channel.clone(),
+                    attempt: a.attempt,
+                    ok: a.ok,
+                    status: a.status,
+                    error: a.error.clone(),
+                    duration_ms: a.duration_ms,
+                    at_ms: a.at_ms,
+                })
+            })
             .await;
             if let Err(e) = alerts.record_deliveries(DEFAULT_PROJECT, attempts).await {
                 tracing::error!(error = %e, "recording deliveries failed");
@@ -333,8 +336,9 @@ impl Engine {
 
     /// Evaluates every `eval_interval` until `stop` resolves.
     pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut tick =
-            tokio::time::interval(Duration::from_millis(self.config.alerting.eval_interval_ms as u64));
+        let mut tick = tokio::time::interval(Duration::from_millis(
+            self.config.alerting.eval_interval_ms as u64,
+        ));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -403,19 +407,23 @@ impl Engine {
         let arg = m.arg.clone().unwrap_or_default();
         Ok(match m.metric {
             Metric::ErrorRate => from_totals(
-                self.totals(range, &rule.filter, rule.group_by, false).await?,
+                self.totals(range, &rule.filter, rule.group_by, false)
+                    .await?,
                 &|t, _| (t.requests > 0).then(|| t.errors as f64 / t.requests as f64),
             ),
             Metric::RequestRate => from_totals(
-                self.totals(range, &rule.filter, rule.group_by, false).await?,
+                self.totals(range, &rule.filter, rule.group_by, false)
+                    .await?,
                 &|t, _| Some(t.requests as f64 * 1000.0 / window as f64),
             ),
             Metric::Cost => from_totals(
-                self.totals(range, &rule.filter, rule.group_by, false).await?,
+                self.totals(range, &rule.filter, rule.group_by, false)
+                    .await?,
                 &|t, _| Some(t.cost_nanos as f64 / 1e9),
             ),
             Metric::UnpricedRequests => from_totals(
-                self.totals(range, &rule.filter, rule.group_by, false).await?,
+                self.totals(range, &rule.filter, rule.group_by, false)
+                    .await?,
                 &|t, _| Some(t.unpriced_requests as f64),
             ),
             Metric::P50Latency | Metric::P95Latency | Metric::P99Latency => {
@@ -425,16 +433,19 @@ impl Engine {
                     _ => 0.99,
                 };
                 from_totals(
-                    self.totals(range, &rule.filter, rule.group_by, true).await?,
+                    self.totals(range, &rule.filter, rule.group_by, true)
+                        .await?,
                     &quantile(SKETCH_DURATION.to_owned(), q),
                 )
             }
             Metric::TtftP95 => from_totals(
-                self.totals(range, &rule.filter, rule.group_by, true).await?,
+                self.totals(range, &rule.filter, rule.group_by, true)
+                    .await?,
                 &quantile(SKETCH_TTFT.to_owned(), 0.95),
             ),
             Metric::StageP95 => from_totals(
-                self.totals(range, &rule.filter, rule.group_by, true).await?,
+                self.totals(range, &rule.filter, rule.group_by, true)
+                    .await?,
                 &quantile(format!("{SKETCH_STAGE_PREFIX}{arg}"), 0.95),
             ),
             Metric::DailyCost | Metric::WeeklyCost | Metric::MonthlyCost => {
@@ -472,7 +483,8 @@ impl Engine {
                 } else {
                     arg
                 };
-                let mean = |data: crate::store::QualityData| data.hists.get(&name).and_then(|h| h.mean());
+                let mean =
+                    |data: crate::store::QualityData| data.hists.get(&name).and_then(|h| h.mean());
                 self.per_group(rule, range, |scope| {
                     let store = Arc::clone(&self.store);
                     let rules = self.config.quality.clone();
@@ -531,24 +543,31 @@ impl Engine {
                 v
             }
             Metric::KlDivergence | Metric::JsDistance | Metric::Psi | Metric::Drift => {
-                let (dimension, baseline, window_ms, method, threshold) = if m.metric == Metric::Drift {
-                    match self.config.drift.iter().find(|d| d.name == arg) {
-                        Some(d) => (d.dimension.clone(), d.baseline.clone(), d.window_ms, d.method, d.threshold),
-                        None => return Ok(Values::default()),
-                    }
-                } else {
-                    let dimension = if kind_of(&arg).is_ok() {
-                        arg
+                let (dimension, baseline, window_ms, method, threshold) =
+                    if m.metric == Metric::Drift {
+                        match self.config.drift.iter().find(|d| d.name == arg) {
+                            Some(d) => (
+                                d.dimension.clone(),
+                                d.baseline.clone(),
+                                d.window_ms,
+                                d.method,
+                                d.threshold,
+                            ),
+                            None => return Ok(Values::default()),
+                        }
                     } else {
-                        format!("attributes.{arg}")
+                        let dimension = if kind_of(&arg).is_ok() {
+                            arg
+                        } else {
+                            format!("attributes.{arg}")
+                        };
+                        let method = match m.metric {
+                            Metric::KlDivergence => Method::Kl,
+                            Metric::JsDistance => Method::Js,
+                            _ => Method::Psi,
+                        };
+                        (dimension, None, m.window_ms.unwrap_or(DAY_MS), method, None)
                     };
-                    let method = match m.metric {
-                        Metric::KlDivergence => Method::Kl,
-                        Metric::JsDistance => Method::Js,
-                        _ => Method::Psi,
-                    };
-                    (dimension, None, m.window_ms.unwrap_or(DAY_MS), method, None)
-                };
                 let req = DriftRequest {
                     dimension,
                     baseline,
@@ -572,7 +591,12 @@ impl Engine {
 
     /// A metric computed per group of the rule's label (groups found in the window's
     /// totals), or once for all.
-    async fn per_group<F, Fut>(&self, rule: &AlertRule, range: Range, f: F) -> Result<Values, StoreError>
+    async fn per_group<F, Fut>(
+        &self,
+        rule: &AlertRule,
+        range: Range,
+        f: F,
+    ) -> Result<Values, StoreError>
     where
         F: Fn(Scope) -> Fut,
         Fut: std::future::Future<Output = Result<Option<f64>, StoreError>>,

@@ -104,7 +104,12 @@ impl AlertState {
 
     /// The next state after evaluating the condition at `now_ms` (`holds`: None = no data),
     /// and the notification to send, if any.
-    pub fn step(self, holds: Option<bool>, now_ms: i64, timing: Timing) -> (AlertState, Option<Notice>) {
+    pub fn step(
+        self,
+        holds: Option<bool>,
+        now_ms: i64,
+        timing: Timing,
+    ) -> (AlertState, Option<Notice>) {
         let Some(holds) = holds else {
             return (self, None);
         };

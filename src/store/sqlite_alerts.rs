@@ -116,8 +116,21 @@ impl AlertStore for SqliteStore {
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (key, rule, group, sev, phase, since, last, announced, value, thr, summary, expr, upd) =
-                    row?;
+                let (
+                    key,
+                    rule,
+                    group,
+                    sev,
+                    phase,
+                    since,
+                    last,
+                    announced,
+                    value,
+                    thr,
+                    summary,
+                    expr,
+                    upd,
+                ) = row?;
                 out.push(StoredAlert {
                     dedup_key: key,
                     rule,
@@ -299,8 +312,23 @@ impl AlertStore for SqliteStore {
             )?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, key, rule, sev, notice, group, summary, expr, value, thr, starts, ends, at, channels, silenced) =
-                    row?;
+                let (
+                    id,
+                    key,
+                    rule,
+                    sev,
+                    notice,
+                    group,
+                    summary,
+                    expr,
+                    value,
+                    thr,
+                    starts,
+                    ends,
+                    at,
+                    channels,
+                    silenced,
+                ) = row?;
                 out.push(HistoryEntry {
                     id,
                     dedup_key: key,
@@ -378,7 +406,10 @@ impl AlertStore for SqliteStore {
                 let (id, matchers, until_ms, comment, created_ms) = row?;
                 out.push(Silence {
                     id,
-                    matchers: from_json::<BTreeMap<String, String>>(&matchers, "alert_silences.matchers")?,
+                    matchers: from_json::<BTreeMap<String, String>>(
+                        &matchers,
+                        "alert_silences.matchers",
+                    )?,
                     until_ms,
                     comment,
                     created_ms,
