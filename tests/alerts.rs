@@ -388,3 +388,31 @@ async fn the_api_lists_active_alerts_history_rules_and_manages_silences() {
     assert_eq!(resp.status().as_u16(), 404);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn anomaly_rules_fire_on_a_jump_against_their_own_baseline_after_warm_up() {
+    let (hook, _got) = receiver().await;
+    let rules = "[[alerts]]\nname = \"cost anomaly\"\nexpr = \"anomaly(cost[1h])\"\nseverity = \"warning\"\n";
+    let config = config(&hook, rules);
+    let rig = Rig::new();
+    let mut engine = rig.engine(&config, "a");
+    let hour = 3_600_000;
+    // Twelve quiet hours of 10 to 14 requests (warm-up is 10 evaluations): nothing fires.
+    for h in 0..12 {
+        let t = T0 + h * hour;
+        rig.traffic(t, 10 + (h as usize % 5), 0, "gpt-4o").await;
+        rig.set(t);
+        assert_eq!(step(&mut engine).await, [], "hour {h}");
+    }
+    // The bill triples: 40 requests in the hour.
+    let t = T0 + 12 * hour;
+    rig.traffic(t, 40, 0, "gpt-4o").await;
+    rig.set(t);
+    assert_eq!(
+        step(&mut engine).await,
+        [("cost anomaly".into(), "firing".into())]
+    );
+    let states = rig.store.alert_states(DEFAULT_PROJECT).await.unwrap();
+    let z = states[0].value.unwrap();
+    assert!(z > 4.0, "z-score {z}");
+}
