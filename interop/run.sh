@@ -6,6 +6,8 @@
 #  - promtool (Debian's prometheus package): lints the /metrics exposition.
 #  - interop/otlp.sh: the OpenTelemetry Python SDK and the openai-v2 instrumentation export
 #    traces to llmwatch; the API must show the tokens, cost, stages they imply.
+#  - interop/email.sh: a real SMTP server (aiosmtpd) receives `llmwatch alerts test` e-mails
+#    over STARTTLS and implicit TLS with AUTH.
 # Installs what it needs (CI starts from a clean machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -192,6 +194,19 @@ if [ -n "$counts" ]; then
 fi
 if [ "$otlp_status" -ne 0 ] && { [ -z "$counts" ] || [ "${counts#* }" = 0 ]; }; then
   fail=$((fail + 1)); echo "FAIL interop/otlp.sh exited $otlp_status"
+fi
+
+# E-mail alerts, judged by a real SMTP server (aiosmtpd: AUTH, STARTTLS, implicit TLS).
+set +e
+bash interop/email.sh "$bin" 2>&1 | tee "$work/email.out"
+email_status=${PIPESTATUS[0]}
+set -e
+counts=$(sed -n 's/^email interop: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$work/email.out" | tail -1)
+if [ -n "$counts" ]; then
+  pass=$((pass + ${counts% *})); fail=$((fail + ${counts#* }))
+fi
+if [ "$email_status" -ne 0 ] && { [ -z "$counts" ] || [ "${counts#* }" = 0 ]; }; then
+  fail=$((fail + 1)); echo "FAIL interop/email.sh exited $email_status"
 fi
 
 echo "interop: $pass passed, $fail failed"

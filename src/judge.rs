@@ -1143,7 +1143,10 @@ mod tests {
             base_url: "https://api.openai.com/v1".into(),
             ..raw()
         };
-        assert_eq!(https.validate().unwrap().base_url, "https://api.openai.com/v1");
+        assert_eq!(
+            https.validate().unwrap().base_url,
+            "https://api.openai.com/v1"
+        );
     }
 
     #[test]

@@ -788,7 +788,7 @@ pub enum SendError {
     #[error("HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
     Status {
         status: u16,
-        /// From a 429's Retry-After header.
+        /// The Retry-After header of a 429 (or 503), honoured by [`deliver`].
         retry_after: Option<Duration>,
         /// The start of the response body (scrubbed).
         body: String,
@@ -1096,17 +1096,49 @@ fn percent_decode(s: &str) -> String {
 fn smtp_error(e: lettre::transport::smtp::Error) -> SendError {
     let code = e.status().map(u16::from);
     // A transient reply (4xx) or a broken connection may pass; a permanent reply (5xx), a TLS
-    // failure (certificate, no STARTTLS offered) or a client error will not.
-    let retryable = if e.is_permanent() || e.is_tls() || e.is_client() {
+    // failure (an untrusted certificate, no STARTTLS offered) or a client error will not.
+    let tls_failure = is_tls_failure(&e);
+    let retryable = if e.is_permanent() || e.is_tls() || e.is_client() || tls_failure {
         false
     } else {
         e.is_transient() || e.is_timeout() || code.is_none()
     };
+    let mut message = dedup_causes(&e.to_string());
+    if tls_failure && !e.is_tls() {
+        message = format!("TLS handshake failed: {message}");
+    }
     SendError::Smtp {
         code,
-        message: e.to_string(),
+        message,
         retryable,
     }
+}
+
+/// lettre reports a failed TLS handshake as a connection error; underneath is an I/O error of
+/// kind InvalidData (rustls's certificate or protocol error), which no retry will fix.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// "Connection error: Connection error: refused" -> "Connection error: refused" (errors that
+/// wrap one of their own kind repeat its prefix).
+fn dedup_causes(message: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in message.split(": ") {
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
 }
 
 async fn send_email(
@@ -1123,7 +1155,24 @@ async fn send_email(
         .parse()
         .map_err(|e| SendError::Config(format!("from: {e}")))?;
     let (subject, text, html) = email_message(n);
-    let mut message = Message::builder().from(from).subject(subject);
+    // Every notice of one alert refers to the same id, so mail clients thread firing,
+    // reminders and resolution together.
+    let thread_id: String = n
+        .dedup_key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-._".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut message = Message::builder()
+        .from(from)
+        .subject(subject)
+        .message_id(None)
+        .references(format!("<{thread_id}@llmwatch>"));
     for address in to {
         let mailbox: Mailbox = address
             .parse()
