@@ -30,7 +30,9 @@ fn raw_seed_metrics(db: &std::path::Path, now: i64) {
         )
         .unwrap();
     let mut durations: Vec<f64> = conn
-        .prepare("SELECT duration_ms FROM requests WHERE project = ?1 AND ts_ms >= ?2 AND ts_ms < ?3")
+        .prepare(
+            "SELECT duration_ms FROM requests WHERE project = ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
+        )
         .unwrap()
         .query_map(rusqlite::params![DEFAULT_PROJECT, five, now], |r| r.get(0))
         .unwrap()
@@ -53,14 +55,19 @@ fn raw_seed_metrics(db: &std::path::Path, now: i64) {
             |r| r.get(0),
         )
         .unwrap();
-    for (a, b) in [(now - 86_400_000, now), (now - 8 * 86_400_000, now - 86_400_000)] {
+    for (a, b) in [
+        (now - 86_400_000, now),
+        (now - 8 * 86_400_000, now - 86_400_000),
+    ] {
         let _: Vec<(Option<String>, i64)> = conn
             .prepare(
                 "SELECT json_extract(attributes, '$.question_category') AS c, COUNT(*) \
                  FROM requests WHERE project = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY c",
             )
             .unwrap()
-            .query_map(rusqlite::params![DEFAULT_PROJECT, a, b], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map(rusqlite::params![DEFAULT_PROJECT, a, b], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
@@ -76,7 +83,12 @@ async fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().join("alerts.db"));
     let store = Arc::new(populated(&db, records).await);
-    let config = Arc::new(RawConfig::parse(EXAMPLE_CONFIG).unwrap().validate().unwrap());
+    let config = Arc::new(
+        RawConfig::parse(EXAMPLE_CONFIG)
+            .unwrap()
+            .validate()
+            .unwrap(),
+    );
     let rules = config.alerting.rules.len();
     let mut engine = Engine::new(
         Arc::clone(&config),
@@ -107,7 +119,9 @@ async fn main() {
     let (eval, raw) = (median(times), median(raw));
     println!("| evaluation | time | ratio |");
     println!("|---|---:|---:|");
-    println!("| all {rules} rules of the example config, from rollups (median of 20) | {eval:.1} ms | |");
+    println!(
+        "| all {rules} rules of the example config, from rollups (median of 20) | {eval:.1} ms | |"
+    );
     println!(
         "| the 5 seed rules' metrics from raw rows (median of 7) | {raw:.1} ms | {:.1}x |",
         raw / eval
