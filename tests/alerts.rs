@@ -263,7 +263,7 @@ async fn grouped_rules_alert_per_group_and_silences_mute_without_losing_history(
         .unwrap();
     let silenced: Vec<_> = history.iter().filter(|h| h.silenced_by.is_some()).collect();
     assert_eq!(silenced.len(), 1);
-    assert_eq!(silenced[0].group["model"], "claude-3-5-haiku");
+    assert_eq!(silenced[0].notification.group["model"], "claude-3-5-haiku");
 }
 
 #[tokio::test]

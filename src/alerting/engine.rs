@@ -257,18 +257,7 @@ impl Engine {
             .iter()
             .map(|(n, channels, silenced_by)| HistoryEntry {
                 id: 0,
-                dedup_key: n.dedup_key.clone(),
-                rule: n.rule.clone(),
-                severity: n.severity,
-                notice: n.notice,
-                group: n.group.clone(),
-                summary: n.summary.clone(),
-                expr: n.expr.clone(),
-                value: n.value,
-                threshold: n.threshold,
-                starts_ms: n.starts_ms,
-                ends_ms: n.ends_ms,
-                at_ms: n.at_ms,
+                notification: n.clone(),
                 channels: channels.clone(),
                 silenced_by: *silenced_by,
             })

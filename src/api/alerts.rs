@@ -76,20 +76,21 @@ async fn history(State(s): State<AppState>, Query(p): Params) -> Result<Json<Val
     let history: Vec<Value> = rows
         .into_iter()
         .map(|h| {
+            let n = &h.notification;
             json!({
                 "id": h.id,
-                "rule": h.rule,
-                "dedup_key": h.dedup_key,
-                "severity": h.severity,
-                "notice": h.notice,
-                "labels": h.group,
-                "summary": h.summary,
-                "expr": h.expr,
-                "value": h.value,
-                "threshold": h.threshold,
-                "starts_at": format_rfc3339(h.starts_ms, tz),
-                "ends_at": h.ends_ms.map(|t| format_rfc3339(t, tz)),
-                "at": format_rfc3339(h.at_ms, tz),
+                "rule": n.rule,
+                "dedup_key": n.dedup_key,
+                "severity": n.severity,
+                "notice": n.notice,
+                "labels": n.group,
+                "summary": n.summary,
+                "expr": n.expr,
+                "value": n.value,
+                "threshold": n.threshold,
+                "starts_at": format_rfc3339(n.starts_ms, tz),
+                "ends_at": n.ends_ms.map(|t| format_rfc3339(t, tz)),
+                "at": format_rfc3339(n.at_ms, tz),
                 "channels": h.channels,
                 "silenced_by": h.silenced_by,
             })

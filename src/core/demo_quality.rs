@@ -12,9 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
+use crate::core::dice::Dice;
 use crate::core::feedback::{Feedback, FeedbackKind};
 use crate::core::quality::{Score, ScoreSource};
 use crate::core::record::{Record, Status};
@@ -482,42 +482,8 @@ const GENERIC_CORRECTIONS: Texts = Texts {
     ja: &["Please translate this sentence into English."],
 };
 
-/// Seeded random draws (the same helpers as the traffic generator's).
-struct Dice {
-    rng: SmallRng,
-    spare_normal: Option<f64>,
-}
-
+/// Draws only the quality simulation needs (the common ones are `Dice`'s own).
 impl Dice {
-    fn unit(&mut self) -> f64 {
-        self.rng.random::<f64>()
-    }
-
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-
-    /// Standard normal (Marsaglia's polar method, both values of each pair used).
-    fn normal(&mut self) -> f64 {
-        if let Some(z) = self.spare_normal.take() {
-            return z;
-        }
-        loop {
-            let x = 2.0 * self.unit() - 1.0;
-            let y = 2.0 * self.unit() - 1.0;
-            let s = x * x + y * y;
-            if s > 0.0 && s < 1.0 {
-                let f = (-2.0 * s.ln() / s).sqrt();
-                self.spare_normal = Some(y * f);
-                return x * f;
-            }
-        }
-    }
-
     /// Exponential with the given mean, at least a minute (so state flips always advance).
     fn duration_ms(&mut self, mean_ms: f64) -> i64 {
         let d = -(1.0 - self.unit()).ln() * mean_ms;
@@ -574,11 +540,8 @@ pub struct QualitySimulator {
 impl QualitySimulator {
     pub fn new(seed: u64) -> Self {
         Self {
-            dice: Dice {
-                // A different stream than the traffic generator's for the same seed.
-                rng: SmallRng::seed_from_u64(seed ^ 0x5155_414c_4954_5921),
-                spare_normal: None,
-            },
+            // A different stream than the traffic generator's for the same seed.
+            dice: Dice::new(seed ^ 0x5155_414c_4954_5921),
             health: BTreeMap::new(),
         }
     }

@@ -4,6 +4,7 @@ pub mod alert;
 pub mod alert_expr;
 pub mod cluster;
 pub mod demo_quality;
+pub(crate) mod dice;
 pub mod drift;
 pub mod feedback;
 pub mod heuristics;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
 use chrono_tz::Asia::Seoul;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 
+use crate::core::dice::Dice;
 use crate::core::record::{Record, Status, Usage, char_count};
 
 const MINUTE_MS: i64 = 60_000;
@@ -480,11 +480,9 @@ const LIVE_MOMENT: Moment = Moment {
 pub struct TrafficGenerator {
     /// `demo-{seed}-`: request ids are this plus the counter.
     id_prefix: String,
-    rng: SmallRng,
+    dice: Dice,
     /// Requests generated so far: the next request id is `demo-{seed}-{counter + 1}`.
     counter: u64,
-    /// Second value of the last pair of normal samples.
-    spare_normal: Option<f64>,
     /// Cumulative Zipf weights of the users, by popularity rank.
     user_cdf: Vec<f64>,
     /// `user_guide[k]` is the first rank whose cumulative weight exceeds `k / USER_GUIDE`:
@@ -529,9 +527,8 @@ impl TrafficGenerator {
             .collect();
         Self {
             id_prefix: format!("demo-{seed}-"),
-            rng: SmallRng::seed_from_u64(seed),
+            dice: Dice::new(seed),
             counter: 0,
-            spare_normal: None,
             user_cdf,
             user_guide,
             user_ids,
@@ -568,7 +565,7 @@ impl TrafficGenerator {
         let window_ms = window_ms.max(1);
         let from = now_ms.saturating_sub(window_ms);
         let mut times: Vec<i64> = (0..n)
-            .map(|_| from + self.rng.random_range(0..window_ms))
+            .map(|_| from + self.dice.rng.random_range(0..window_ms))
             .collect();
         times.sort_unstable();
         times
@@ -579,50 +576,14 @@ impl TrafficGenerator {
 
     // --- sampling helpers ----------------------------------------------------------------------
 
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        self.rng.random::<f64>()
-    }
-
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-
-    /// Standard normal: Marsaglia's polar method (Box-Muller without the trigonometry), both
-    /// values of each pair used.
-    fn normal(&mut self) -> f64 {
-        if let Some(z) = self.spare_normal.take() {
-            return z;
-        }
-        loop {
-            let x = 2.0 * self.unit() - 1.0;
-            let y = 2.0 * self.unit() - 1.0;
-            let s = x * x + y * y;
-            if s > 0.0 && s < 1.0 {
-                let f = (-2.0 * s.ln() / s).sqrt();
-                self.spare_normal = Some(y * f);
-                return x * f;
-            }
-        }
-    }
-
-    /// Log-normal with the given median and log standard deviation.
-    fn log_normal(&mut self, median: f64, sigma: f64) -> f64 {
-        median * (sigma * self.normal()).exp()
-    }
-
     /// Exponential with mean 1.
     fn exp1(&mut self) -> f64 {
-        -(1.0 - self.unit()).ln()
+        -(1.0 - self.dice.unit()).ln()
     }
 
     /// Index drawn from weights summing to 1 (the last index absorbs rounding).
     fn pick(&mut self, weights: &[f64]) -> usize {
-        let mut u = self.unit();
+        let mut u = self.dice.unit();
         for (i, w) in weights.iter().enumerate() {
             if u < *w {
                 return i;
@@ -633,7 +594,7 @@ impl TrafficGenerator {
     }
 
     fn pick_model(&mut self, mix: &[(usize, f64)]) -> usize {
-        let mut u = self.unit();
+        let mut u = self.dice.unit();
         for &(model, w) in mix {
             if u < w {
                 return model;
@@ -644,7 +605,7 @@ impl TrafficGenerator {
     }
 
     fn tokens(&mut self, median: f64, sigma: f64, max: f64) -> u64 {
-        (self.log_normal(median, sigma).clamp(1.0, max) + 0.5) as u64
+        (self.dice.log_normal(median, sigma).clamp(1.0, max) + 0.5) as u64
     }
 
     // --- one record ------------------------------------------------------------------------
@@ -659,7 +620,7 @@ impl TrafficGenerator {
         // usual mix (so support_agent gets 4p / (1 + 3p) of the traffic).
         let support_share = FEATURE_WEIGHTS[SUPPORT_AGENT];
         let extra = (SPIKE_REQUEST_FACTOR - 1.0) * support_share;
-        let feature_idx = if moment.spike && self.chance(extra / (1.0 + extra)) {
+        let feature_idx = if moment.spike && self.dice.chance(extra / (1.0 + extra)) {
             SUPPORT_AGENT
         } else {
             self.pick(&FEATURE_WEIGHTS)
@@ -669,11 +630,11 @@ impl TrafficGenerator {
         let model = &MODELS[model_idx];
 
         // User, session, language.
-        let (user_id, session_id, lang) = if self.chance(ANONYMOUS_RATE) {
+        let (user_id, session_id, lang) = if self.dice.chance(ANONYMOUS_RATE) {
             let lang = self.pick(&LANGUAGE_WEIGHTS);
             let mut sid = String::with_capacity(18);
             sid.push_str("sess-anon-");
-            let x = self.rng.random::<u32>();
+            let x = self.dice.rng.random::<u32>();
             for shift in (0..8).rev() {
                 sid.push(char::from(
                     b"0123456789abcdef"[(x >> (shift * 4)) as usize & 15],
@@ -681,7 +642,7 @@ impl TrafficGenerator {
             }
             (None, sid, lang)
         } else {
-            let u = self.unit();
+            let u = self.dice.unit();
             let mut rank = self.user_guide[(u * USER_GUIDE as f64) as usize];
             while rank < USER_COUNT - 1 && self.user_cdf[rank] <= u {
                 rank += 1;
@@ -713,12 +674,14 @@ impl TrafficGenerator {
         let mut input_tokens = if feature.agent {
             // Turn 1, 2, ... (geometric, mean ~3.3): the context grows with every turn.
             let mut turn = 1.0;
-            while turn < 12.0 && self.chance(0.7) {
+            while turn < 12.0 && self.dice.chance(0.7) {
                 turn += 1.0;
             }
-            self.log_normal(feature.input_median * (0.5 + turn), feature.input_sigma)
+            self.dice
+                .log_normal(feature.input_median * (0.5 + turn), feature.input_sigma)
         } else {
-            self.log_normal(feature.input_median, feature.input_sigma)
+            self.dice
+                .log_normal(feature.input_median, feature.input_sigma)
         };
         if moment.spike && feature_idx == SUPPORT_AGENT {
             input_tokens *= SPIKE_INPUT_FACTOR;
@@ -730,20 +693,20 @@ impl TrafficGenerator {
         }
         let priced = model.provider != "self-hosted";
         let mut cached_input_tokens = 0;
-        if priced && input_tokens >= MIN_CACHEABLE_TOKENS && self.chance(feature.cache_prob) {
-            cached_input_tokens = (input_tokens as f64 * self.uniform(0.2, 0.6)) as u64;
+        if priced && input_tokens >= MIN_CACHEABLE_TOKENS && self.dice.chance(feature.cache_prob) {
+            cached_input_tokens = (input_tokens as f64 * self.dice.uniform(0.2, 0.6)) as u64;
         }
         let mut cache_write_tokens = 0;
         if model.provider == "anthropic"
             && feature.cache_prob > 0.0
             && input_tokens >= MIN_CACHEABLE_TOKENS
-            && self.chance(CACHE_WRITE_RATE)
+            && self.dice.chance(CACHE_WRITE_RATE)
         {
-            let want = (input_tokens as f64 * self.uniform(0.1, 0.3)) as u64;
+            let want = (input_tokens as f64 * self.dice.uniform(0.1, 0.3)) as u64;
             cache_write_tokens = want.min(input_tokens - cached_input_tokens);
         }
         let mut reasoning_tokens = 0;
-        if model.reasons && self.chance(REASONING_RATE) {
+        if model.reasons && self.dice.chance(REASONING_RATE) {
             reasoning_tokens = self.tokens(500.0, 0.6, 4000.0);
             output_tokens += reasoning_tokens;
         }
@@ -754,15 +717,18 @@ impl TrafficGenerator {
         } else {
             (BASE_ERROR_RATE, &ERROR_WEIGHTS)
         };
-        let error = self.chance(error_rate).then(|| self.pick(error_weights));
+        let error = self
+            .dice
+            .chance(error_rate)
+            .then(|| self.pick(error_weights));
 
         // Stages.
-        let preprocessing = self.uniform(5.0, 30.0);
+        let preprocessing = self.dice.uniform(5.0, 30.0);
         let guardrail = if moment.release == RELEASE_OLD {
-            self.uniform(20.0, 80.0)
+            self.dice.uniform(20.0, 80.0)
         } else {
             // v1.5.0 runs an extra guardrail model: +40..100 ms.
-            self.uniform(60.0, 180.0)
+            self.dice.uniform(60.0, 180.0)
         };
         let mut stages = BTreeMap::new();
         stages.insert("preprocessing".to_owned(), round2(preprocessing));
@@ -776,24 +742,24 @@ impl TrafficGenerator {
             None => {
                 status = Status::Ok;
                 let uncached = (input_tokens - cached_input_tokens) as f64;
-                let ttft =
-                    self.log_normal(model.ttft_ms, 0.3) + uncached * model.prefill_ms_per_token;
-                let decode =
-                    output_tokens as f64 * 1000.0 / model.tokens_per_s * self.log_normal(1.0, 0.25);
+                let ttft = self.dice.log_normal(model.ttft_ms, 0.3)
+                    + uncached * model.prefill_ms_per_token;
+                let decode = output_tokens as f64 * 1000.0 / model.tokens_per_s
+                    * self.dice.log_normal(1.0, 0.25);
                 let mut inference = ttft + decode;
-                if self.chance(OUTLIER_RATE) {
+                if self.dice.chance(OUTLIER_RATE) {
                     // A stalled stream or an overloaded provider: 10-30 s.
-                    inference = inference.max(self.uniform(10_000.0, 30_000.0));
+                    inference = inference.max(self.dice.uniform(10_000.0, 30_000.0));
                 }
                 stages.insert("model_inference".to_owned(), round2(inference));
-                if self.chance(STREAMING_RATE) {
+                if self.dice.chance(STREAMING_RATE) {
                     ttft_ms = Some(round2(ttft.min(inference)));
                 }
-                if self.chance(feature.tool_prob) {
-                    let tool = (self.uniform(50f64.ln(), 2000f64.ln())).exp();
+                if self.dice.chance(feature.tool_prob) {
+                    let tool = (self.dice.uniform(50f64.ln(), 2000f64.ln())).exp();
                     stages.insert("tool_execution".to_owned(), round2(tool));
                 }
-                let post = self.uniform(5.0, 40.0);
+                let post = self.dice.uniform(5.0, 40.0);
                 stages.insert("postprocessing".to_owned(), round2(post));
                 output = Some(output_text(feature.text, category, lang).to_owned());
             }
@@ -802,10 +768,10 @@ impl TrafficGenerator {
                 error_type = Some(ERROR_TYPES[e].to_owned());
                 // The pipeline stops at the model call; only a content-filtered prompt is billed.
                 let inference = match ERROR_TYPES[e] {
-                    "rate_limit" => self.uniform(20.0, 200.0),
-                    "timeout" => 30_000.0 + self.uniform(0.0, 500.0),
-                    "provider_error" => self.uniform(100.0, 3000.0),
-                    _ => self.uniform(200.0, 1500.0),
+                    "rate_limit" => self.dice.uniform(20.0, 200.0),
+                    "timeout" => 30_000.0 + self.dice.uniform(0.0, 500.0),
+                    "provider_error" => self.dice.uniform(100.0, 3000.0),
+                    _ => self.dice.uniform(200.0, 1500.0),
                 };
                 stages.insert("model_inference".to_owned(), round2(inference));
                 output_tokens = 0;
@@ -824,7 +790,7 @@ impl TrafficGenerator {
             };
 
         let stages_sum: f64 = stages.values().sum();
-        let duration_ms = round2(stages_sum + self.uniform(5.0, 40.0));
+        let duration_ms = round2(stages_sum + self.dice.uniform(5.0, 40.0));
 
         let mut attributes = BTreeMap::new();
         if let Some(c) = category {

@@ -340,18 +340,7 @@ pub struct StoredAlert {
 pub struct HistoryEntry {
     /// Assigned by the store.
     pub id: i64,
-    pub dedup_key: String,
-    pub rule: String,
-    pub severity: crate::core::alert::Severity,
-    pub notice: crate::core::alert::Notice,
-    pub group: BTreeMap<String, String>,
-    pub summary: String,
-    pub expr: String,
-    pub value: Option<f64>,
-    pub threshold: Option<f64>,
-    pub starts_ms: i64,
-    pub ends_ms: Option<i64>,
-    pub at_ms: i64,
+    pub notification: crate::core::alert::Notification,
     pub channels: Vec<String>,
     /// The silence that muted it (nothing was delivered).
     pub silenced_by: Option<i64>,

@@ -12,7 +12,7 @@ use super::{
     AlertStore, AnomalyBaseline, DeliveryRecord, HistoryEntry, Silence, Store, StoreError,
     StoredAlert,
 };
-use crate::core::alert::{AlertState, Notice, Phase, Severity};
+use crate::core::alert::{AlertState, Notice, Notification, Phase, Severity};
 use crate::core::time::Range;
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -203,20 +203,21 @@ impl AlertStore for SqliteStore {
                 )?;
                 let mut ids = Vec::with_capacity(history.len());
                 for h in &history {
+                    let n = &h.notification;
                     add.execute(params![
                         project,
-                        h.dedup_key,
-                        h.rule,
-                        h.severity.as_str(),
-                        notice_str(h.notice),
-                        json(&h.group)?,
-                        h.summary,
-                        h.expr,
-                        h.value,
-                        h.threshold,
-                        h.starts_ms,
-                        h.ends_ms,
-                        h.at_ms,
+                        n.dedup_key,
+                        n.rule,
+                        n.severity.as_str(),
+                        notice_str(n.notice),
+                        json(&n.group)?,
+                        n.summary,
+                        n.expr,
+                        n.value,
+                        n.threshold,
+                        n.starts_ms,
+                        n.ends_ms,
+                        n.at_ms,
                         json(&h.channels)?,
                         h.silenced_by
                     ])?;
@@ -331,18 +332,21 @@ impl AlertStore for SqliteStore {
                 ) = row?;
                 out.push(HistoryEntry {
                     id,
-                    dedup_key: key,
-                    rule,
-                    severity: Severity::parse(&sev).unwrap_or(Severity::Warning),
-                    notice: parse_notice(&notice),
-                    group: from_json(&group, "alert_history.group_labels")?,
-                    summary,
-                    expr,
-                    value,
-                    threshold: thr,
-                    starts_ms: starts,
-                    ends_ms: ends,
-                    at_ms: at,
+                    notification: Notification {
+                        dedup_key: key,
+                        rule,
+                        severity: Severity::parse(&sev).unwrap_or(Severity::Warning),
+                        notice: parse_notice(&notice),
+                        group: from_json(&group, "alert_history.group_labels")?,
+                        summary,
+                        expr,
+                        value,
+                        threshold: thr,
+                        starts_ms: starts,
+                        ends_ms: ends,
+                        at_ms: at,
+                        dashboard_url: None,
+                    },
                     channels: from_json(&channels, "alert_history.channels")?,
                     silenced_by: silenced,
                 });
