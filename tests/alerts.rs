@@ -416,3 +416,54 @@ async fn anomaly_rules_fire_on_a_jump_against_their_own_baseline_after_warm_up()
     let z = states[0].value.unwrap();
     assert!(z > 4.0, "z-score {z}");
 }
+
+#[tokio::test]
+async fn a_notification_recorded_but_never_delivered_goes_out_when_an_engine_takes_over() {
+    use llmwatch::core::alert::{Notice, Notification, Severity};
+    use llmwatch::store::HistoryEntry;
+    let (hook, got) = receiver().await;
+    let config = config(&hook, ERROR_RULE);
+    let rig = Rig::new();
+    // What a crash between the durable record and the delivery leaves behind.
+    let n = Notification {
+        dedup_key: "llmwatch-0000000000000001".into(),
+        rule: "errors".into(),
+        severity: Severity::Critical,
+        notice: Notice::Firing,
+        group: Default::default(),
+        summary: "errors: 0.2 > 0.05".into(),
+        expr: "error_rate[5m] > 0.05".into(),
+        value: Some(0.2),
+        threshold: Some(0.05),
+        starts_ms: T0 - MIN,
+        ends_ms: None,
+        at_ms: T0 - MIN,
+        dashboard_url: None,
+    };
+    let entry = HistoryEntry {
+        id: 0,
+        notification: n,
+        channels: vec!["hook".into()],
+        silenced_by: None,
+    };
+    rig.store
+        .record_evaluation(DEFAULT_PROJECT, vec![], vec![entry.clone()], vec![])
+        .await
+        .unwrap();
+    // A silenced one stays unsent.
+    let mut muted = entry.clone();
+    muted.silenced_by = Some(1);
+    rig.store
+        .record_evaluation(DEFAULT_PROJECT, vec![], vec![muted], vec![])
+        .await
+        .unwrap();
+    rig.set(T0);
+    let mut engine = rig.engine(&config, "restarted");
+    assert_eq!(step(&mut engine).await, []);
+    assert_eq!(got.lock().unwrap().len(), 1, "redelivered once");
+    // Logged now: the next takeover does not send it again.
+    let mut other = rig.engine(&config, "other");
+    rig.set(T0 + 200_000);
+    assert_eq!(step(&mut other).await, []);
+    assert_eq!(got.lock().unwrap().len(), 1);
+}

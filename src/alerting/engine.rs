@@ -30,6 +30,8 @@ const LEASE: &str = "alert-evaluator";
 /// Anomaly baselines: EWMA weight of the newest value, and evaluations before a z-score counts.
 const EWMA_ALPHA: f64 = 0.1;
 const ANOMALY_WARMUP: u32 = 10;
+/// How far back a new evaluator looks for notifications recorded but never delivered.
+const REDELIVER_WITHIN_MS: i64 = DAY_MS;
 /// Most groups one rule evaluates (labels beyond are ignored), bounding a runaway `group_by`.
 const MAX_GROUPS: usize = 100;
 
@@ -92,6 +94,7 @@ impl Engine {
             self.states = None;
             return Ok(EvalSummary::default());
         }
+        let mut redeliveries = Vec::new();
         if self.states.is_none() {
             let states = self.alerts.alert_states(DEFAULT_PROJECT).await?;
             self.states = Some(
@@ -101,6 +104,20 @@ impl Engine {
                     .collect(),
             );
             self.baselines = self.alerts.anomaly_baselines(DEFAULT_PROJECT).await?;
+            // Taking over (start, restart, another instance's lease lapsed): notifications the
+            // last evaluator recorded but never delivered go out now. At least once: a delivery
+            // that succeeded just before a crash, before it was logged, is sent again (PagerDuty
+            // and Alertmanager receivers deduplicate by the alert's key).
+            for (h, channels) in self
+                .alerts
+                .undelivered(DEFAULT_PROJECT, now - REDELIVER_WITHIN_MS)
+                .await?
+            {
+                tracing::info!(rule = %h.notification.rule, ?channels, "redelivering a notification");
+                for channel in channels {
+                    redeliveries.push(self.deliver(h.id, channel, h.notification.clone()));
+                }
+            }
         }
         let silences = self.alerts.silences(DEFAULT_PROJECT).await?;
         let budgets = budget_statuses(
@@ -270,6 +287,7 @@ impl Engine {
 
         let mut summary = EvalSummary {
             leader: true,
+            deliveries: redeliveries,
             ..EvalSummary::default()
         };
         for ((n, channels, silenced_by), id) in made.into_iter().zip(ids) {

@@ -419,6 +419,13 @@ pub trait AlertStore: Send + Sync + 'static {
         range: Range,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Notifications made since `since_ms`, not silenced, with the routed channels that have
+    /// no delivery attempt logged (a crash between recording and delivering), oldest first.
+    async fn undelivered(
+        &self,
+        project: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(HistoryEntry, Vec<String>)>, StoreError>;
     async fn silences(&self, project: &str) -> Result<Vec<Silence>, StoreError>;
     async fn add_silence(&self, project: &str, silence: Silence) -> Result<i64, StoreError>;
     async fn delete_silence(&self, project: &str, id: i64) -> Result<bool, StoreError>;

@@ -389,6 +389,43 @@ impl AlertStore for SqliteStore {
         .await
     }
 
+    async fn undelivered(
+        &self,
+        project: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(HistoryEntry, Vec<String>)>, StoreError> {
+        let recent = self
+            .alert_history(project, Range::new(since_ms, i64::MAX), 10_000)
+            .await?;
+        let project = project.to_owned();
+        self.read(move |conn| {
+            let mut tried = conn.prepare_cached(
+                "SELECT DISTINCT channel FROM alert_deliveries WHERE project = ?1 AND history_id = ?2",
+            )?;
+            let mut out = Vec::new();
+            // History comes newest first; redeliver oldest first.
+            for h in recent.into_iter().rev() {
+                if h.silenced_by.is_some() {
+                    continue;
+                }
+                let done: Vec<String> = tried
+                    .query_map(params![project, h.id], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let missing: Vec<String> = h
+                    .channels
+                    .iter()
+                    .filter(|c| !done.contains(c))
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    out.push((h, missing));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn silences(&self, project: &str) -> Result<Vec<Silence>, StoreError> {
         let project = project.to_owned();
         self.read(move |conn| {
