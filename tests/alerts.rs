@@ -192,7 +192,7 @@ async fn fires_once_reminds_after_the_cooldown_resolves_once_and_survives_a_rest
     assert_eq!(
         deliveries
             .iter()
-            .filter(|d| d.channel == "hook" && d.ok)
+            .filter(|d| d.channel == "hook" && d.attempt.ok)
             .count(),
         3
     );

@@ -30,6 +30,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::Url;
 use serde_json::{Map, Value, json};
 
+pub use crate::core::alert::Attempt;
 use crate::core::alert::{Notice, Notification, Severity};
 
 /// PagerDuty's Events API v2 endpoint, used when a pagerduty channel sets no `url`.
@@ -744,21 +745,6 @@ pub fn test_notification(
 
 // ---------------------------------------------------------------------------------------------
 // Delivery
-
-/// One delivery attempt's outcome.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Attempt {
-    /// 1-based.
-    pub attempt: u32,
-    pub ok: bool,
-    /// The HTTP status, or the SMTP reply code.
-    pub status: Option<u16>,
-    /// Why it failed (never holds a secret).
-    pub error: Option<String>,
-    pub duration_ms: f64,
-    /// When the attempt began (unix ms).
-    pub at_ms: i64,
-}
 
 /// How [`deliver`] retries.
 #[derive(Debug, Clone, Copy)]

@@ -326,12 +326,7 @@ impl Engine {
                 attempts.push(DeliveryRecord {
                     history_id,
                     channel: channel.clone(),
-                    attempt: a.attempt,
-                    ok: a.ok,
-                    status: a.status,
-                    error: a.error.clone(),
-                    duration_ms: a.duration_ms,
-                    at_ms: a.at_ms,
+                    attempt: a.clone(),
                 })
             })
             .await;

@@ -112,12 +112,12 @@ async fn deliveries(State(s): State<AppState>, Query(p): Params) -> Result<Json<
             json!({
                 "history_id": d.history_id,
                 "channel": d.channel,
-                "attempt": d.attempt,
-                "ok": d.ok,
-                "status": d.status,
-                "error": d.error,
-                "duration_ms": d.duration_ms,
-                "at": format_rfc3339(d.at_ms, tz),
+                "attempt": d.attempt.attempt,
+                "ok": d.attempt.ok,
+                "status": d.attempt.status,
+                "error": d.attempt.error,
+                "duration_ms": d.attempt.duration_ms,
+                "at": format_rfc3339(d.attempt.at_ms, tz),
             })
         })
         .collect();

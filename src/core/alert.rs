@@ -204,6 +204,21 @@ pub struct Notification {
     pub dashboard_url: Option<String>,
 }
 
+/// One delivery attempt's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1-based.
+    pub attempt: u32,
+    pub ok: bool,
+    /// The HTTP status, or the SMTP reply code.
+    pub status: Option<u16>,
+    /// Why it failed (never holds a secret).
+    pub error: Option<String>,
+    pub duration_ms: f64,
+    /// When the attempt began (unix ms).
+    pub at_ms: i64,
+}
+
 /// The stable identity of an alert across evaluations, restarts and instances: the rule name
 /// and its group labels, hashed (FNV-1a 64, hex) so it fits every channel's dedup field.
 pub fn dedup_key(rule: &str, group: &BTreeMap<String, String>) -> String {

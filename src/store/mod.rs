@@ -351,12 +351,8 @@ pub struct HistoryEntry {
 pub struct DeliveryRecord {
     pub history_id: i64,
     pub channel: String,
-    pub attempt: u32,
-    pub ok: bool,
-    pub status: Option<u16>,
-    pub error: Option<String>,
-    pub duration_ms: f64,
-    pub at_ms: i64,
+    #[serde(flatten)]
+    pub attempt: crate::core::alert::Attempt,
 }
 
 /// Mutes the alerts whose labels (`alertname`, `severity`, group labels) match every matcher,

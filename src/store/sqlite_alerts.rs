@@ -12,7 +12,7 @@ use super::{
     AlertStore, AnomalyBaseline, DeliveryRecord, HistoryEntry, Silence, Store, StoreError,
     StoredAlert,
 };
-use crate::core::alert::{AlertState, Notice, Notification, Phase, Severity};
+use crate::core::alert::{AlertState, Attempt, Notice, Notification, Phase, Severity};
 use crate::core::time::Range;
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -255,16 +255,17 @@ impl AlertStore for SqliteStore {
                  error, duration_ms, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for d in &rows {
+                let a = &d.attempt;
                 add.execute(params![
                     project,
                     d.history_id,
                     d.channel,
-                    d.attempt,
-                    d.ok,
-                    d.status,
-                    d.error,
-                    d.duration_ms,
-                    d.at_ms
+                    a.attempt,
+                    a.ok,
+                    a.status,
+                    a.error,
+                    a.duration_ms,
+                    a.at_ms
                 ])?;
             }
             drop(add);
@@ -375,12 +376,14 @@ impl AlertStore for SqliteStore {
                     Ok(DeliveryRecord {
                         history_id: r.get(0)?,
                         channel: r.get(1)?,
-                        attempt: r.get(2)?,
-                        ok: r.get(3)?,
-                        status: r.get(4)?,
-                        error: r.get(5)?,
-                        duration_ms: r.get(6)?,
-                        at_ms: r.get(7)?,
+                        attempt: Attempt {
+                            attempt: r.get(2)?,
+                            ok: r.get(3)?,
+                            status: r.get(4)?,
+                            error: r.get(5)?,
+                            duration_ms: r.get(6)?,
+                            at_ms: r.get(7)?,
+                        },
                     })
                 },
             )?;
