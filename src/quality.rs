@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::core::cluster::{Complaint, ComplaintCluster, MAX_COMPLAINTS, cluster_complaints};
 use crate::core::feedback::FeedbackCounts;
 use crate::core::quality::{COMPOSITE, QualityRules, SCORED, Streak, two_proportion_z};
-use crate::core::rollup::{Dimension, SKETCH_DURATION, Scope};
+use crate::core::rollup::{SKETCH_DURATION, Scope};
 use crate::core::time::{DAY_MS, Range};
 use crate::store::{
     FeedbackScope, GoldenExample, QualityData, QualityQuery, Store, StoreError, TotalsQuery,
@@ -416,14 +416,6 @@ pub async fn compare(
         ),
     );
     Ok(Comparison { by, a, b, tests })
-}
-
-/// The grouping a comparison's labels come from (for listing what can be compared).
-pub fn dimension_of(by: CompareBy) -> Dimension {
-    match by {
-        CompareBy::Release => Dimension::Release,
-        CompareBy::Model => Dimension::Model,
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::alerting::channels::{self, ChannelConfig, RetryPolicy};
 use crate::alerting::rules::{AlertRule, DASHBOARD, render_summary};
 use crate::api::Clock;
 use crate::config::Config;
-use crate::core::alert::{AlertState, Notice, Notification, Phase, dedup_key};
+use crate::core::alert::{Notice, Notification, Phase, dedup_key};
 use crate::core::alert_expr::{Metric, MetricRef};
 use crate::core::rollup::{
     Dimension, SKETCH_DURATION, SKETCH_STAGE_PREFIX, SKETCH_TTFT, Scope, Totals,
@@ -664,9 +664,4 @@ pub fn ewma(b: AnomalyBaseline, x: f64) -> AnomalyBaseline {
         variance: (1.0 - EWMA_ALPHA) * (b.variance + diff * incr),
         n: b.n.saturating_add(1),
     }
-}
-
-/// Keeps the state type in the engine's vocabulary for the API.
-pub fn is_active(s: &AlertState) -> bool {
-    s.phase != Phase::Inactive
 }
