@@ -615,6 +615,21 @@ pub struct Monitor {
     pub threshold: Option<f64>,
 }
 
+impl Monitor {
+    /// The check of this monitor over its window ending at `now_ms`.
+    pub fn request(&self, now_ms: i64, min_samples: u64) -> DriftRequest {
+        DriftRequest {
+            dimension: self.dimension.clone(),
+            baseline: self.baseline.clone(),
+            window: Range::new(now_ms - self.window_ms, now_ms),
+            method: self.method,
+            threshold: self.threshold,
+            scope: DriftScope::default(),
+            min_samples,
+        }
+    }
+}
+
 /// Evaluates every monitor over the window ending at `now_ms`.
 pub async fn status(
     store: &dyn Store,
@@ -625,15 +640,7 @@ pub async fn status(
 ) -> Vec<(String, Result<DriftReport, DriftError>)> {
     let mut out = Vec::with_capacity(monitors.len());
     for m in monitors {
-        let req = DriftRequest {
-            dimension: m.dimension.clone(),
-            baseline: m.baseline.clone(),
-            window: Range::new(now_ms - m.window_ms, now_ms),
-            method: m.method,
-            threshold: m.threshold,
-            scope: DriftScope::default(),
-            min_samples,
-        };
+        let req = m.request(now_ms, min_samples);
         out.push((m.name.clone(), check(store, project, &req).await));
     }
     out

@@ -195,7 +195,7 @@ pub async fn operations(
     })
 }
 
-/// A time-series metric.
+/// A time-series metric computed from the rollups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     Requests,
@@ -203,15 +203,22 @@ pub enum Metric {
     ErrorRate,
     Cost,
     Tokens,
+    /// Mean request duration, ms.
+    Mean,
     P50,
     P95,
     P99,
+    TtftP50,
     TtftP95,
+    TtftP99,
+    /// Milliseconds per request spent in each stage: one series per stage (and the
+    /// unaccounted time), so the series stack to the mean request duration.
+    StageMean,
 }
 
 impl Metric {
-    pub const NAMES: &'static str =
-        "requests, errors, error_rate, cost, tokens, p50, p95, p99, ttft_p95";
+    pub const NAMES: &'static str = "requests, errors, error_rate, cost, tokens, mean, p50, p95, \
+         p99, ttft_p50, ttft_p95, ttft_p99, stage_mean";
 
     pub fn parse(s: &str) -> Option<Metric> {
         Some(match s {
@@ -220,10 +227,14 @@ impl Metric {
             "error_rate" => Metric::ErrorRate,
             "cost" => Metric::Cost,
             "tokens" => Metric::Tokens,
+            "mean" => Metric::Mean,
             "p50" => Metric::P50,
             "p95" => Metric::P95,
             "p99" => Metric::P99,
+            "ttft_p50" => Metric::TtftP50,
             "ttft_p95" => Metric::TtftP95,
+            "ttft_p99" => Metric::TtftP99,
+            "stage_mean" => Metric::StageMean,
             _ => return None,
         })
     }
@@ -231,19 +242,26 @@ impl Metric {
     fn needs_sketches(self) -> bool {
         matches!(
             self,
-            Metric::P50 | Metric::P95 | Metric::P99 | Metric::TtftP95
+            Metric::P50
+                | Metric::P95
+                | Metric::P99
+                | Metric::TtftP50
+                | Metric::TtftP95
+                | Metric::TtftP99
+                | Metric::StageMean
         )
     }
 
     /// Counts are zero in an empty bucket; ratios and percentiles have no value there.
-    fn zero_when_empty(self) -> bool {
+    /// Additive metrics are also the ones whose series may be folded into `(other)`.
+    pub fn is_additive(self) -> bool {
         matches!(
             self,
             Metric::Requests | Metric::Errors | Metric::Cost | Metric::Tokens
         )
     }
 
-    /// Pure: the metric's value for one bucket.
+    /// Pure: the metric's value for one bucket (`StageMean`: see `stage_means`).
     pub fn value(self, t: &Totals, s: Option<&SketchSet>) -> Option<f64> {
         let q = |name: &str, q: f64| s.and_then(|s| s.get(name)).and_then(|k| k.quantile(q));
         match self {
@@ -252,12 +270,39 @@ impl Metric {
             Metric::ErrorRate => (t.requests > 0).then(|| t.errors as f64 / t.requests as f64),
             Metric::Cost => Some(t.cost_usd()),
             Metric::Tokens => Some(t.tokens() as f64),
+            Metric::Mean => (t.requests > 0).then(|| t.duration_ms_sum / t.requests as f64),
             Metric::P50 => q(SKETCH_DURATION, 0.50),
             Metric::P95 => q(SKETCH_DURATION, 0.95),
             Metric::P99 => q(SKETCH_DURATION, 0.99),
+            Metric::TtftP50 => q(SKETCH_TTFT, 0.50),
             Metric::TtftP95 => q(SKETCH_TTFT, 0.95),
+            Metric::TtftP99 => q(SKETCH_TTFT, 0.99),
+            Metric::StageMean => None,
         }
     }
+}
+
+/// The label of the wall time no stage measured, among the stage series.
+pub const UNACCOUNTED_STAGE: &str = "(unaccounted)";
+
+/// Pure: milliseconds per request of each stage in one bucket, plus the unaccounted time.
+/// A stage's total is its sketch's exact sum; dividing by every request of the bucket (not only
+/// those that ran the stage) makes the values add up to the mean request duration.
+pub fn stage_means(t: &Totals, s: Option<&SketchSet>) -> Vec<(String, f64)> {
+    if t.requests <= 0 {
+        return Vec::new();
+    }
+    let n = t.requests as f64;
+    let mut out: Vec<(String, f64)> = s
+        .into_iter()
+        .flat_map(SketchSet::iter)
+        .filter_map(|(name, k)| {
+            let stage = name.strip_prefix(SKETCH_STAGE_PREFIX)?;
+            Some((stage.to_owned(), k.sum() / n))
+        })
+        .collect();
+    out.push((UNACCOUNTED_STAGE.to_owned(), t.unaccounted_ms_sum / n));
+    out
 }
 
 /// Parses a step like `60s`, `5m`, `1h`, `1d` into milliseconds (a whole number of minutes).
@@ -309,10 +354,36 @@ pub struct SeriesRequest {
     pub metric: Metric,
     pub step_ms: i64,
     pub group_by: Option<Dimension>,
+    /// With `group_by` and an additive metric: keep the `top` series with the largest sums and
+    /// fold the rest into one series labelled `(other)`.
+    pub top: Option<usize>,
 }
 
-/// A time series over `range`. Buckets are aligned to the step (UTC epoch multiples), except
-/// `1d`, whose buckets are calendar days in `tz`.
+/// The label of the series that folds the groups beyond `top`.
+pub const OTHER_GROUP: &str = "(other)";
+
+/// The buckets of a series over `range`, oldest first, each with the part of `range` it covers:
+/// UTC-aligned multiples of the step, except `1d`, whose buckets are calendar days in `tz`.
+pub fn buckets(range: Range, step_ms: i64, tz: Tz) -> Vec<(i64, Range)> {
+    if step_ms == DAY_MS {
+        return calendar_days(range, tz, MAX_POINTS as usize)
+            .into_iter()
+            .map(|d| (d.day.from_ms, d.clipped))
+            .collect();
+    }
+    let first = range.from_ms.div_euclid(step_ms) * step_ms;
+    (first..range.to_ms)
+        .step_by(step_ms as usize)
+        .map(|b| {
+            (
+                b,
+                Range::new(b.max(range.from_ms), (b + step_ms).min(range.to_ms)),
+            )
+        })
+        .collect()
+}
+
+/// A time series over `range` (see `buckets`).
 pub async fn timeseries(
     store: &dyn Store,
     project: &str,
@@ -326,6 +397,7 @@ pub async fn timeseries(
         metric,
         step_ms,
         group_by,
+        top,
     } = request;
     let base = TotalsQuery {
         scope,
@@ -333,26 +405,22 @@ pub async fn timeseries(
         with_sketches: metric.needs_sketches(),
         ..TotalsQuery::new(project, range)
     };
-    // Bucket starts and the groups of each bucket.
-    let mut buckets: Vec<i64> = Vec::new();
+    let buckets = buckets(range, step_ms, tz);
     let mut groups: Vec<GroupTotals> = Vec::new();
     if step_ms == DAY_MS {
-        for d in calendar_days(range, tz, MAX_POINTS as usize) {
-            buckets.push(d.day.from_ms);
+        for (start, clipped) in &buckets {
             for mut g in store
                 .totals(TotalsQuery {
-                    range: d.clipped,
+                    range: *clipped,
                     ..base.clone()
                 })
                 .await?
             {
-                g.bucket_ms = Some(d.day.from_ms);
+                g.bucket_ms = Some(*start);
                 groups.push(g);
             }
         }
     } else {
-        let first = range.from_ms.div_euclid(step_ms) * step_ms;
-        buckets.extend((first..range.to_ms).step_by(step_ms as usize));
         groups = store
             .totals(TotalsQuery {
                 step_ms: Some(step_ms),
@@ -370,35 +438,78 @@ pub async fn timeseries(
     if by_label.is_empty() && group_by.is_none() {
         by_label.insert(None, BTreeMap::new());
     }
-    let series = by_label
-        .into_iter()
-        .map(|(key, points)| {
-            let labels = match group_by {
-                None => BTreeMap::new(),
-                Some(d) => BTreeMap::from([(
-                    d.as_str().to_owned(),
-                    key.unwrap_or_else(|| NONE_GROUP.to_owned()),
-                )]),
-            };
-            let points = buckets
-                .iter()
-                .filter_map(|b| {
-                    let v = match points.get(b) {
-                        Some(g) => metric.value(&g.totals, g.sketches.as_ref()),
-                        None if metric.zero_when_empty() => Some(0.0),
-                        None => None,
-                    };
-                    v.map(|v| (*b, v))
-                })
-                .collect();
-            Series { labels, points }
-        })
-        .collect();
+    let group_labels = |key: Option<String>| match group_by {
+        None => BTreeMap::new(),
+        Some(d) => BTreeMap::from([(
+            d.as_str().to_owned(),
+            key.unwrap_or_else(|| NONE_GROUP.to_owned()),
+        )]),
+    };
+    let mut series = Vec::new();
+    for (key, points) in by_label {
+        if metric == Metric::StageMean {
+            let mut stages: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+            for (b, g) in &points {
+                for (stage, v) in stage_means(&g.totals, g.sketches.as_ref()) {
+                    stages.entry(stage).or_default().push((*b, v));
+                }
+            }
+            for (stage, points) in stages {
+                let mut labels = group_labels(key.clone());
+                labels.insert("stage".to_owned(), stage);
+                series.push(Series { labels, points });
+            }
+            continue;
+        }
+        let points = buckets
+            .iter()
+            .filter_map(|(b, _)| {
+                let v = match points.get(b) {
+                    Some(g) => metric.value(&g.totals, g.sketches.as_ref()),
+                    None if metric.is_additive() => Some(0.0),
+                    None => None,
+                };
+                v.map(|v| (*b, v))
+            })
+            .collect();
+        series.push(Series {
+            labels: group_labels(key),
+            points,
+        });
+    }
+    if let (Some(n), Some(d)) = (top, group_by) {
+        if metric.is_additive() {
+            series = fold_beyond_top(series, n, d.as_str());
+        }
+    }
     Ok(TimeSeries {
         metric: metric_name,
         step_s: step_ms / 1000,
         series,
     })
+}
+
+/// Pure: keeps the `n` series with the largest sums (largest first) and adds the others point
+/// by point into one series labelled `label = (other)`. Every series of an additive metric has
+/// a point in every bucket, in the same order.
+pub fn fold_beyond_top(mut series: Vec<Series>, n: usize, label: &str) -> Vec<Series> {
+    let sum = |s: &Series| s.points.iter().map(|p| p.1).sum::<f64>();
+    series.sort_by(|a, b| sum(b).total_cmp(&sum(a)));
+    if series.len() <= n {
+        return series;
+    }
+    let rest = series.split_off(n);
+    let mut other = Series {
+        labels: BTreeMap::from([(label.to_owned(), OTHER_GROUP.to_owned())]),
+        points: rest[0].points.iter().map(|(t, _)| (*t, 0.0)).collect(),
+    };
+    for s in &rest {
+        for (acc, (_, v)) in other.points.iter_mut().zip(&s.points) {
+            acc.1 += v;
+        }
+    }
+    series.push(other);
+    series
 }
 
 #[cfg(test)]

@@ -514,6 +514,12 @@ mod tests {
         ) -> Result<Option<StoredRequest>, StoreError> {
             self.inner.request(project, request_id).await
         }
+        async fn search_requests(
+            &self,
+            search: crate::store::RequestSearch,
+        ) -> Result<Vec<PricedRecord>, StoreError> {
+            self.inner.search_requests(search).await
+        }
         async fn count_requests(&self) -> Result<u64, StoreError> {
             self.inner.count_requests().await
         }

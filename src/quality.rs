@@ -146,6 +146,107 @@ pub async fn quality_report(
     Ok(summarize(&data, rules, scope.feature.as_deref()))
 }
 
+/// A quality or feedback time series of `GET /api/v1/timeseries`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QualityMetric {
+    /// Mean of each score (and the composite) per bucket: one series per name.
+    Score,
+    /// thumbs up / (up + down) of the feedback given in the bucket.
+    Satisfaction,
+    ThumbsUp,
+    ThumbsDown,
+    Reports,
+    Corrections,
+}
+
+impl QualityMetric {
+    pub const NAMES: &'static str =
+        "score, satisfaction, thumbs_up, thumbs_down, reports, corrections";
+
+    pub fn parse(s: &str) -> Option<QualityMetric> {
+        Some(match s {
+            "score" => QualityMetric::Score,
+            "satisfaction" => QualityMetric::Satisfaction,
+            "thumbs_up" => QualityMetric::ThumbsUp,
+            "thumbs_down" => QualityMetric::ThumbsDown,
+            "reports" => QualityMetric::Reports,
+            "corrections" => QualityMetric::Corrections,
+            _ => return None,
+        })
+    }
+
+    /// Pure: a feedback metric's value for one bucket; counts are 0 in an empty bucket.
+    fn of_feedback(self, c: &FeedbackCounts) -> Option<f64> {
+        match self {
+            QualityMetric::Score => None,
+            QualityMetric::Satisfaction => c.satisfaction_rate(),
+            QualityMetric::ThumbsUp => Some(c.thumbs_up as f64),
+            QualityMetric::ThumbsDown => Some(c.thumbs_down as f64),
+            QualityMetric::Reports => Some(c.reports as f64),
+            QualityMetric::Corrections => Some(c.corrections as f64),
+        }
+    }
+}
+
+/// The label under which the composite appears among the score series.
+pub const COMPOSITE_SERIES: &str = "composite";
+
+/// A quality time series: each bucket is one exact range query (rollup hours inside, request
+/// rows at the ragged edges), so any step works. `name` restricts scores to one name.
+pub async fn quality_series(
+    store: &dyn Store,
+    project: &str,
+    buckets: &[(i64, Range)],
+    scope: &QualityScope,
+    rules: &QualityRules,
+    metric: QualityMetric,
+    name: Option<&str>,
+) -> Result<Vec<(BTreeMap<String, String>, Vec<(i64, f64)>)>, StoreError> {
+    if metric != QualityMetric::Score {
+        let feedback_scope = FeedbackScope {
+            model: scope.model.clone(),
+            feature: scope.feature.clone(),
+            release: scope.release.clone(),
+        };
+        let mut points = Vec::with_capacity(buckets.len());
+        for (start, range) in buckets {
+            let counts = store
+                .feedback_counts(project, *range, feedback_scope.clone())
+                .await?;
+            if let Some(v) = metric.of_feedback(&counts) {
+                points.push((*start, v));
+            }
+        }
+        return Ok(vec![(BTreeMap::new(), points)]);
+    }
+    let mut by_name: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for (start, range) in buckets {
+        let data = store
+            .quality(quality_query(project, *range, scope, rules))
+            .await?;
+        for (hist_name, hist) in &data.hists {
+            let series_name = match hist_name.as_str() {
+                SCORED => continue,
+                COMPOSITE => COMPOSITE_SERIES,
+                other => other,
+            };
+            if name.is_some_and(|n| n != series_name) {
+                continue;
+            }
+            if let Some(mean) = hist.mean() {
+                by_name
+                    .entry(series_name.to_owned())
+                    .or_default()
+                    .push((*start, mean));
+            }
+        }
+    }
+    Ok(by_name
+        .into_iter()
+        .map(|(n, points)| (BTreeMap::from([("score".to_owned(), n)]), points))
+        .collect())
+}
+
 /// `GET /api/v1/feedback/summary`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeedbackSummary {

@@ -12,13 +12,16 @@ use serde_json::{Value, json};
 
 use super::reports::parse_range;
 use super::{ApiError, AppState};
+use crate::core::time::HOUR_MS;
 use crate::drift::{self, DEFAULT_WINDOW_MS, DriftError, DriftRequest, Method};
+use crate::operations::{self, parse_step};
 use crate::store::{DEFAULT_PROJECT, DriftScope};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/drift", get(check))
         .route("/api/v1/drift/status", get(status))
+        .route("/api/v1/drift/history", get(history))
         .route(
             "/api/v1/drift/baselines",
             get(list_baselines).post(put_baseline),
@@ -127,6 +130,65 @@ async fn status(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
         .filter(|m| m["drift_detected"] == Value::Bool(true))
         .count();
     Ok(Json(json!({"monitors": monitors, "drifting": drifting})))
+}
+
+/// Most points of a monitor's history (each point is one drift check).
+const MAX_HISTORY_POINTS: i64 = 200;
+
+/// A monitor evaluated at the end of each step, its window ending there: the score the alert
+/// evaluator saw over time.
+async fn history(State(s): State<AppState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
+    let name = p
+        .get("monitor")
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| ApiError::invalid("monitor", "is required (a [[drift]] monitor's name)"))?;
+    let monitor = s
+        .config
+        .drift
+        .iter()
+        .find(|m| &m.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no drift monitor named {name:?}")))?;
+    let step = match p.get("step") {
+        Some(step) => parse_step(step).map_err(|m| ApiError::invalid("step", m))?,
+        None => HOUR_MS,
+    };
+    let range = parse_range(&p, (s.clock)(), 24 * HOUR_MS)?;
+    if range.len_ms() / step > MAX_HISTORY_POINTS {
+        return Err(ApiError::invalid(
+            "step",
+            format!("the range holds more than {MAX_HISTORY_POINTS} steps; use a larger step"),
+        ));
+    }
+    let ends: Vec<i64> = operations::buckets(range, step, s.config.timezone)
+        .into_iter()
+        .map(|(_, bucket)| bucket.to_ms)
+        .collect();
+    // `auto` picks a method by sample size, which could change along the way: the whole
+    // history uses what the latest point resolves to, so its scores are comparable.
+    let mut monitor = monitor.clone();
+    let mut threshold = monitor.threshold;
+    let min = s.config.drift_min_samples;
+    let mut points = Vec::with_capacity(ends.len());
+    for (i, &at) in ends.iter().enumerate().rev() {
+        let report =
+            drift::check(s.store.as_ref(), DEFAULT_PROJECT, &monitor.request(at, min)).await?;
+        if i == ends.len() - 1 {
+            monitor.method = Method::parse(report.method).unwrap_or(monitor.method);
+            threshold = Some(report.threshold);
+        }
+        if let Some(score) = report.score {
+            points.push((at, score));
+        }
+    }
+    points.reverse();
+    Ok(Json(json!({
+        "name": monitor.name,
+        "dimension": monitor.dimension,
+        "method": monitor.method.name(),
+        "threshold": threshold,
+        "step_s": step / 1000,
+        "points": points,
+    })))
 }
 
 async fn list_baselines(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {

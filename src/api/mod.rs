@@ -2,6 +2,7 @@
 //! are thin shims over the library (`report`, `pipeline`, `store`).
 
 mod alerts;
+mod dashboard;
 mod drift;
 mod error;
 mod events;
@@ -9,6 +10,7 @@ mod operations;
 mod otlp;
 mod quality;
 mod reports;
+mod requests;
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::get;
 
+pub use dashboard::{ASSETS, PAGES};
 pub use error::ApiError;
 pub use quality::{golden_line, parse_since};
 
@@ -53,11 +56,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(events::router())
         .merge(reports::router())
+        .merge(requests::router())
         .merge(operations::router())
         .merge(otlp::router())
         .merge(drift::router())
         .merge(quality::router())
         .merge(alerts::router())
+        .merge(dashboard::router())
         // Ingest enforces its own, configured limit with the API's error shape.
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::trace::TraceLayer::new_for_http())

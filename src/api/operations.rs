@@ -15,7 +15,8 @@ use super::{ApiError, AppState};
 use crate::core::rollup::Dimension;
 use crate::core::time::{DAY_MS, HOUR_MS, format_rfc3339};
 use crate::metrics::BudgetGauge;
-use crate::operations::{self, MAX_POINTS, Metric, SeriesRequest, parse_step};
+use crate::operations::{self, MAX_POINTS, Metric, Series, SeriesRequest, TimeSeries, parse_step};
+use crate::quality::{self, QualityMetric, QualityScope};
 use crate::report;
 use crate::store::DEFAULT_PROJECT;
 
@@ -54,10 +55,25 @@ async fn ops(State(s): State<AppState>, Query(p): Params) -> Result<Json<Value>,
     Ok(Json(with_range(v, &s, range.from_ms, range.to_ms)))
 }
 
+/// Most buckets of a quality or feedback series (each bucket is one range query).
+const MAX_QUALITY_POINTS: i64 = 800;
+
 async fn timeseries(State(s): State<AppState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
     let name = p.get("metric").map(String::as_str).unwrap_or("requests");
-    let metric = Metric::parse(name)
-        .ok_or_else(|| ApiError::invalid("metric", format!("expected one of {}", Metric::NAMES)))?;
+    let metric = match (Metric::parse(name), QualityMetric::parse(name)) {
+        (Some(m), _) => Ok(m),
+        (None, Some(q)) => Err(q),
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "metric",
+                format!(
+                    "expected one of {}, {}",
+                    Metric::NAMES,
+                    QualityMetric::NAMES
+                ),
+            ));
+        }
+    };
     let step = match p.get("step") {
         Some(step) => parse_step(step).map_err(|m| ApiError::invalid("step", m))?,
         None => 60_000,
@@ -71,39 +87,108 @@ async fn timeseries(State(s): State<AppState>, Query(p): Params) -> Result<Json<
             24 * HOUR_MS
         },
     )?;
-    if range.len_ms() / step > MAX_POINTS {
+    let max_points = if metric.is_ok() {
+        MAX_POINTS
+    } else {
+        MAX_QUALITY_POINTS
+    };
+    if range.len_ms() / step > max_points {
         return Err(ApiError::invalid(
             "step",
-            format!("the range holds more than {MAX_POINTS} steps; use a larger step"),
+            format!("the range holds more than {max_points} steps; use a larger step"),
         ));
     }
     let group_by = match p.get("group_by").map(String::as_str) {
         None | Some("") => None,
         Some("model") => Some(Dimension::Model),
         Some("feature") => Some(Dimension::Feature),
+        Some("user") => Some(Dimension::User),
         Some("release") => Some(Dimension::Release),
         Some(_) => {
             return Err(ApiError::invalid(
                 "group_by",
-                "expected model, feature or release",
+                "expected model, feature, user or release",
             ));
         }
     };
+    let top = p
+        .get("top")
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ApiError::invalid("top", "expected an integer >= 1"))
+        })
+        .transpose()?;
+    let scope = parse_scope(&p);
+    let tz = s.config.timezone;
+    let metric = match metric {
+        Ok(metric) => metric,
+        Err(quality_metric) => {
+            if group_by.is_some() || top.is_some() {
+                return Err(ApiError::invalid(
+                    "group_by",
+                    format!("metric {name} is not grouped"),
+                ));
+            }
+            if scope.user.is_some() {
+                return Err(ApiError::invalid(
+                    "user",
+                    format!("metric {name} filters by model, feature and release only"),
+                ));
+            }
+            let quality_scope = QualityScope {
+                model: scope.model,
+                feature: scope.feature,
+                release: scope.release,
+            };
+            let series = quality::quality_series(
+                s.store.as_ref(),
+                DEFAULT_PROJECT,
+                &operations::buckets(range, step, tz),
+                &quality_scope,
+                &s.config.quality,
+                quality_metric,
+                p.get("name").map(String::as_str).filter(|n| !n.is_empty()),
+            )
+            .await?;
+            let series: Vec<Series> = series
+                .into_iter()
+                .map(|(labels, points)| Series { labels, points })
+                .collect();
+            return Ok(Json(
+                serde_json::to_value(TimeSeries {
+                    metric: name.to_owned(),
+                    step_s: step / 1000,
+                    series,
+                })
+                .unwrap_or_default(),
+            ));
+        }
+    };
+    if metric == Metric::StageMean && group_by.is_some() {
+        return Err(ApiError::invalid(
+            "group_by",
+            "stage_mean is one series per stage and is not grouped",
+        ));
+    }
+    if top.is_some() && (group_by.is_none() || !metric.is_additive()) {
+        return Err(ApiError::invalid(
+            "top",
+            "needs a group_by and an additive metric (requests, errors, cost, tokens)",
+        ));
+    }
     let request = SeriesRequest {
         range,
-        scope: parse_scope(&p),
+        scope,
         metric_name: name.to_owned(),
         metric,
         step_ms: step,
         group_by,
+        top,
     };
-    let r = operations::timeseries(
-        s.store.as_ref(),
-        DEFAULT_PROJECT,
-        request,
-        s.config.timezone,
-    )
-    .await?;
+    let r = operations::timeseries(s.store.as_ref(), DEFAULT_PROJECT, request, tz).await?;
     Ok(Json(serde_json::to_value(r).unwrap_or_default()))
 }
 

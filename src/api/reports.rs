@@ -1,8 +1,8 @@
-//! Read endpoints: daily and ranged cost reports, budget states, one request's detail.
+//! Read endpoints: daily and ranged cost reports, budget states.
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::NaiveDate;
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::core::record::parse_timestamp_str;
-use crate::core::rollup::{Scope, nanos_to_usd};
+use crate::core::rollup::Scope;
 use crate::core::time::{DAY_MS, Range, format_rfc3339, local_date};
 use crate::report::{self, CostGroup};
 use crate::store::DEFAULT_PROJECT;
@@ -20,7 +20,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/reports/daily", get(daily))
         .route("/api/v1/reports/cost", get(cost))
         .route("/api/v1/budgets", get(budgets))
-        .route("/api/v1/requests/{request_id}", get(request_detail))
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -120,53 +119,5 @@ async fn budgets(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
         "timezone": tz.name(),
         "now": format_rfc3339(now, tz),
         "budgets": statuses,
-    })))
-}
-
-async fn request_detail(
-    State(s): State<AppState>,
-    Path(request_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let stored = s
-        .store
-        .request(DEFAULT_PROJECT, &request_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no request with request_id {request_id:?}")))?;
-    let scores = stored.scores;
-    let pr = stored.priced;
-    let r = &pr.record;
-    let price = s.config.pricing.resolve(&r.model, r.timestamp_ms);
-    Ok(Json(json!({
-        "request_id": r.request_id,
-        "timestamp": format_rfc3339(r.timestamp_ms, chrono_tz::UTC),
-        "timestamp_ms": r.timestamp_ms,
-        "model": r.model,
-        "provider": r.provider,
-        "input_tokens": r.usage.input_tokens,
-        "output_tokens": r.usage.output_tokens,
-        "cached_input_tokens": r.usage.cached_input_tokens,
-        "cache_write_tokens": r.usage.cache_write_tokens,
-        "reasoning_tokens": r.usage.reasoning_tokens,
-        "user_id": r.user_id,
-        "feature": r.feature,
-        "session_id": r.session_id,
-        "release": r.release,
-        "status": r.status,
-        "error_type": r.error_type,
-        "stages": r.stages,
-        "duration_ms": r.duration_ms,
-        "ttft_ms": r.ttft_ms,
-        "attributes": r.attributes,
-        "input": r.input,
-        "output": r.output,
-        "input_chars": r.input_chars,
-        "output_chars": r.output_chars,
-        "scores": scores,
-        "cost": pr.cost_nanos.map(nanos_to_usd),
-        "priced": pr.cost_nanos.is_some(),
-        "price_model": price.filter(|_| pr.cost_nanos.is_some()).map(|p| p.model.clone()),
-        "bottleneck_stage": r.bottleneck_stage(),
-        "stages_sum_ms": r.stages_sum_ms(),
-        "unaccounted_ms": r.unaccounted_ms(),
     })))
 }

@@ -158,6 +158,23 @@ pub struct StoredRequest {
     /// Scores of the request, by name: of several sources, the first in
     /// `core::quality::ScoreSource` order (human, api, model, heuristic).
     pub scores: BTreeMap<String, f64>,
+    /// Feedback given on the request, oldest first.
+    pub feedback: Vec<Feedback>,
+}
+
+/// A search over stored requests, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestSearch {
+    pub project: String,
+    /// `None` = all time.
+    pub range: Option<Range>,
+    /// Requests whose id starts with this.
+    pub request_id_prefix: Option<String>,
+    pub scope: Scope,
+    pub status: Option<crate::core::record::Status>,
+    /// Only requests older than this `(ts_ms, request_id)`: the last row of the previous page.
+    pub before: Option<(i64, String)>,
+    pub limit: usize,
 }
 
 /// Restricts drift queries; `None` = all.
@@ -225,6 +242,10 @@ pub trait Store: Send + Sync + 'static {
         project: &str,
         request_id: &str,
     ) -> Result<Option<StoredRequest>, StoreError>;
+
+    /// Requests matching a search, newest first (ties by request id, descending).
+    async fn search_requests(&self, search: RequestSearch)
+    -> Result<Vec<PricedRecord>, StoreError>;
 
     /// Number of stored requests (all projects); for health and tests.
     async fn count_requests(&self) -> Result<u64, StoreError>;

@@ -17,11 +17,12 @@ use rustc_hash::FxHashMap;
 use super::sqlite_quality::{self, Fresh, QualityState, Touched};
 use super::{
     DriftScope, Escalation, FeedbackScope, GoldenExample, GroupTotals, MetricBatch,
-    MetricWriteSummary, QualityData, QualityQuery, Store, StoreError, StoredBaseline,
-    StoredRequest, TRACED_SERVICE_MS, TotalsQuery, TraceBatch, TraceWriteSummary, WriteSummary,
+    MetricWriteSummary, QualityData, QualityQuery, RequestSearch, Store, StoreError,
+    StoredBaseline, StoredRequest, TRACED_SERVICE_MS, TotalsQuery, TraceBatch, TraceWriteSummary,
+    WriteSummary,
 };
 use crate::config::Durability;
-use crate::core::feedback::{Feedback, FeedbackCounts};
+use crate::core::feedback::{Feedback, FeedbackCounts, FeedbackKind};
 use crate::core::heuristics::HeuristicSet;
 use crate::core::metric::{StreamState, contribution, delta as metric_delta};
 use crate::core::pricing::PriceTable;
@@ -1665,6 +1666,43 @@ fn totals_sql(q: &TotalsQuery) -> (String, Vec<SqlValue>) {
     (sql, values)
 }
 
+/// The SQL of a request search and its parameters.
+fn search_sql(q: &RequestSearch) -> (String, Vec<SqlValue>) {
+    let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE project = ?");
+    let mut values = vec![SqlValue::Text(q.project.clone())];
+    if let Some(r) = q.range {
+        sql.push_str(" AND ts_ms >= ? AND ts_ms < ?");
+        values.push(SqlValue::Integer(r.from_ms));
+        values.push(SqlValue::Integer(r.to_ms));
+    }
+    if let Some(prefix) = &q.request_id_prefix {
+        // The range lets the id index find the prefix; substr makes the match exact.
+        sql.push_str(" AND request_id >= ? AND substr(request_id, 1, ?) = ?");
+        values.push(SqlValue::Text(prefix.clone()));
+        values.push(SqlValue::Integer(prefix.chars().count() as i64));
+        values.push(SqlValue::Text(prefix.clone()));
+    }
+    for d in q.scope.dimensions() {
+        sql.push_str(&format!(" AND {} = ?", column_of(d)));
+        values.push(SqlValue::Text(
+            q.scope.get(d).unwrap_or_default().to_owned(),
+        ));
+    }
+    if let Some(status) = q.status {
+        sql.push_str(" AND status = ?");
+        values.push(SqlValue::Text(status.as_str().to_owned()));
+    }
+    if let Some((ts, id)) = &q.before {
+        sql.push_str(" AND (ts_ms < ? OR (ts_ms = ? AND request_id < ?))");
+        values.push(SqlValue::Integer(*ts));
+        values.push(SqlValue::Integer(*ts));
+        values.push(SqlValue::Text(id.clone()));
+    }
+    sql.push_str(" ORDER BY ts_ms DESC, request_id DESC LIMIT ?");
+    values.push(SqlValue::Integer(q.limit as i64));
+    (sql, values)
+}
+
 fn query_totals(conn: &Connection, q: &TotalsQuery) -> Result<Vec<GroupTotals>, StoreError> {
     let (sql, values) = totals_sql(q);
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -1938,7 +1976,59 @@ impl Store for SqliteStore {
                     *value,
                 )
             }));
-            Ok(Some(StoredRequest { priced, scores }))
+            let feedback = conn
+                .prepare_cached(
+                    "SELECT feedback_id, type, comment, correction, user_id, ts_ms FROM feedback \
+                     WHERE project = ?1 AND request_id = ?2 ORDER BY ts_ms, id",
+                )?
+                .query_map(params![project, request_id], |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })?
+                .map(|row| {
+                    let (feedback_id, kind, comment, correction, user_id, ts_ms) = row?;
+                    let kind = FeedbackKind::parse(&kind).ok_or_else(|| {
+                        StoreError::Corrupt(format!("feedback.type: unknown {kind:?}"))
+                    })?;
+                    Ok(Feedback {
+                        feedback_id,
+                        request_id: request_id.clone(),
+                        kind,
+                        comment,
+                        correction,
+                        user_id,
+                        ts_ms,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(Some(StoredRequest {
+                priced,
+                scores,
+                feedback,
+            }))
+        })
+        .await
+    }
+
+    async fn search_requests(
+        &self,
+        search: RequestSearch,
+    ) -> Result<Vec<PricedRecord>, StoreError> {
+        self.read(move |conn| {
+            let (sql, values) = search_sql(&search);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), row_to_priced)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row?.map_err(StoreError::Corrupt)?);
+            }
+            Ok(out)
         })
         .await
     }
