@@ -151,6 +151,9 @@ pub struct OperationsReport {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost: f64,
+    /// Requests whose model has no price (their cost is missing from `cost`), and their tokens.
+    pub unpriced_requests: i64,
+    pub unpriced_tokens: i64,
     /// Failed requests by `error_type` (`"(none)"` when the type was not given).
     pub errors_by_type: BTreeMap<String, i64>,
 }
@@ -183,6 +186,8 @@ pub async fn operations(
         input_tokens: t.input_tokens,
         output_tokens: t.output_tokens,
         cost: t.cost_usd(),
+        unpriced_requests: t.unpriced_requests,
+        unpriced_tokens: t.unpriced_tokens,
         errors_by_type: by_type
             .into_iter()
             .map(|g| {

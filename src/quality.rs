@@ -203,11 +203,7 @@ pub async fn quality_series(
     name: Option<&str>,
 ) -> Result<Vec<(BTreeMap<String, String>, Vec<(i64, f64)>)>, StoreError> {
     if metric != QualityMetric::Score {
-        let feedback_scope = FeedbackScope {
-            model: scope.model.clone(),
-            feature: scope.feature.clone(),
-            release: scope.release.clone(),
-        };
+        let feedback_scope = feedback_scope(scope);
         let mut points = Vec::with_capacity(buckets.len());
         for (start, range) in buckets {
             let counts = store
@@ -280,13 +276,22 @@ pub fn last_days(now_ms: i64, days: u32) -> Range {
 pub async fn feedback_summary(
     store: &dyn Store,
     project: &str,
-    now_ms: i64,
-    days: u32,
+    range: Range,
+    scope: &QualityScope,
 ) -> Result<FeedbackSummary, StoreError> {
     let counts = store
-        .feedback_counts(project, last_days(now_ms, days), FeedbackScope::default())
+        .feedback_counts(project, range, feedback_scope(scope))
         .await?;
+    let days = (range.len_ms() as f64 / DAY_MS as f64).round().max(1.0) as u32;
     Ok(FeedbackSummary::of(days, counts))
+}
+
+fn feedback_scope(scope: &QualityScope) -> FeedbackScope {
+    FeedbackScope {
+        model: scope.model.clone(),
+        feature: scope.feature.clone(),
+        release: scope.release.clone(),
+    }
 }
 
 /// The biggest clusters of complaint comments of the last `days` days.

@@ -515,3 +515,49 @@ method = "kl"
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn feedback_summary_over_a_range_and_unpriced_operations() {
+    let server = TestServer::start("", ms(NOW)).await;
+    let mut events = requests();
+    events.push(
+        json!({"request_id": "ft-1", "timestamp": "2026-03-02T22:30:00Z",
+        "model": "our-own-finetune", "feature": "search", "input_tokens": 70, "output_tokens": 7}),
+    );
+    server.post_events(ndjson(&events)).await;
+    let t = ms("2026-03-02T22:00:00Z");
+    let feedback = [
+        json!({"request_id": "req-01", "type": "thumbs_up", "timestamp": t}),
+        json!({"request_id": "ft-1", "type": "thumbs_down", "timestamp": t + 60_000}),
+        json!({"request_id": "ft-1", "type": "thumbs_up", "timestamp": t + 120_000}),
+        json!({"request_id": "req-02", "type": "thumbs_down", "timestamp": t - 86_400_000}),
+    ];
+    post(&server, "/api/v1/feedback", ndjson(&feedback)).await;
+    let (status, r) = server
+        .get("/api/v1/feedback/summary?from=2026-03-02T21:00:00Z&to=2026-03-03T00:00:00Z")
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!((&r["thumbs_up"], &r["thumbs_down"]), (&json!(2), &json!(1)));
+    let (_, r) = server
+        .get("/api/v1/feedback/summary?from=2026-03-02T21:00:00Z&feature=search")
+        .await;
+    assert_eq!((&r["thumbs_up"], &r["thumbs_down"]), (&json!(1), &json!(1)));
+    assert_eq!(r["satisfaction_rate"], 0.5);
+    // The default is still the last 7 days, which hold the older thumbs down too.
+    let (_, r) = server.get("/api/v1/feedback/summary").await;
+    assert_eq!((&r["thumbs_up"], &r["thumbs_down"]), (&json!(2), &json!(2)));
+    let (status, r) = server
+        .get("/api/v1/feedback/summary?days=3&from=2026-03-02T21:00:00Z")
+        .await;
+    assert_eq!((status, r["error"]["field"].as_str()), (400, Some("days")));
+
+    let (_, ops) = server
+        .get("/api/v1/operations?from=2026-03-02T21:00:00Z&to=2026-03-03T00:00:00Z")
+        .await;
+    assert_eq!(
+        (&ops["requests"], &ops["unpriced_requests"]),
+        (&json!(11), &json!(1))
+    );
+    assert_eq!(ops["unpriced_tokens"], 77);
+    server.stop().await;
+}

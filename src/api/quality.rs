@@ -209,9 +209,23 @@ async fn feedback_summary(
     State(s): State<AppState>,
     Query(p): Params,
 ) -> Result<Json<Value>, ApiError> {
-    let days = parse_days(&p, 7)?;
-    let r = quality::feedback_summary(s.store.as_ref(), DEFAULT_PROJECT, (s.clock)(), days).await?;
-    Ok(Json(serde_json::to_value(r).unwrap_or_default()))
+    // `from`/`to` choose any range (the dashboard's); otherwise the last `days` days.
+    let now = (s.clock)();
+    let range = if p.contains_key("from") || p.contains_key("to") {
+        if p.contains_key("days") {
+            return Err(ApiError::invalid("days", "give either days or from/to"));
+        }
+        parse_range(&p, now, 7 * DAY_MS)?
+    } else {
+        quality::last_days(now, parse_days(&p, 7)?)
+    };
+    let scope = quality_scope(&p);
+    let r = quality::feedback_summary(s.store.as_ref(), DEFAULT_PROJECT, range, &scope).await?;
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    let tz = s.config.timezone;
+    v["from"] = format_rfc3339(range.from_ms, tz).into();
+    v["to"] = format_rfc3339(range.to_ms, tz).into();
+    Ok(Json(v))
 }
 
 async fn complaints(State(s): State<AppState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
