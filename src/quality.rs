@@ -282,8 +282,12 @@ pub async fn feedback_summary(
     let counts = store
         .feedback_counts(project, range, feedback_scope(scope))
         .await?;
-    let days = (range.len_ms() as f64 / DAY_MS as f64).round().max(1.0) as u32;
-    Ok(FeedbackSummary::of(days, counts))
+    Ok(FeedbackSummary::of(range_days(range), counts))
+}
+
+/// A range's length in whole days (at least 1), for answers that report `days`.
+pub fn range_days(range: Range) -> u32 {
+    (range.len_ms() as f64 / DAY_MS as f64).round().max(1.0) as u32
 }
 
 fn feedback_scope(scope: &QualityScope) -> FeedbackScope {
@@ -298,13 +302,10 @@ fn feedback_scope(scope: &QualityScope) -> FeedbackScope {
 pub async fn complaints(
     store: &dyn Store,
     project: &str,
-    now_ms: i64,
-    days: u32,
+    range: Range,
     top: usize,
 ) -> Result<(usize, Vec<ComplaintCluster>), StoreError> {
-    let rows = store
-        .complaints(project, last_days(now_ms, days), MAX_COMPLAINTS)
-        .await?;
+    let rows = store.complaints(project, range, MAX_COMPLAINTS).await?;
     let complaints: Vec<Complaint> = rows
         .into_iter()
         .map(|(request_id, comment, ts_ms)| Complaint {

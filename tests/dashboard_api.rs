@@ -456,6 +456,12 @@ name = "models"
 dimension = "model"
 window = "1h"
 method = "kl"
+
+[[drift]]
+name = "models-tested"
+dimension = "model"
+window = "1h"
+method = "chi2"
 "#;
     let server = TestServer::start(config, ms(NOW)).await;
     let hour = 3_600_000;
@@ -506,6 +512,25 @@ method = "kl"
         assert_eq!(p[1], check["score"], "{check}");
     }
     assert_eq!(h["threshold"], 0.1);
+    assert_eq!(h["threshold_applies_to"], "score");
+    assert_eq!(h["p_values"], json!([]));
+    // A test compares its p-value with the threshold (alpha): the history carries them.
+    let (_, h) = server
+        .get("/api/v1/drift/history?monitor=models-tested&from=2026-03-02T20:00:00Z&step=1h")
+        .await;
+    assert_eq!(h["threshold_applies_to"], "p_value");
+    let p_values = h["p_values"].as_array().unwrap();
+    assert_eq!(p_values.len(), 2, "{h}");
+    for p in p_values {
+        let end = p[0].as_i64().unwrap();
+        let (_, check) = server
+            .get(&format!(
+                "/api/v1/drift?dimension=model&method=chi2&from={}&to={end}",
+                end - hour
+            ))
+            .await;
+        assert_eq!(p[1], check["p_value"], "{check}");
+    }
     let (status, _) = server.get("/api/v1/drift/history?monitor=nope").await;
     assert_eq!(status, 404);
     let (status, r) = server.get("/api/v1/drift/history").await;
@@ -550,6 +575,19 @@ async fn feedback_summary_over_a_range_and_unpriced_operations() {
         .get("/api/v1/feedback/summary?days=3&from=2026-03-02T21:00:00Z")
         .await;
     assert_eq!((status, r["error"]["field"].as_str()), (400, Some("days")));
+    // Complaints over a range: the day-old report is outside it, inside the default 30 days.
+    let comments = [
+        json!({"request_id": "req-05", "type": "report", "comment": "wrong refund policy", "timestamp": t}),
+        json!({"request_id": "req-06", "type": "report", "comment": "wrong refund amount", "timestamp": t - 86_400_000}),
+    ];
+    post(&server, "/api/v1/feedback", ndjson(&comments)).await;
+    let (status, r) = server
+        .get("/api/v1/feedback/complaints?from=2026-03-02T21:00:00Z")
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["complaints"], 1);
+    let (_, r) = server.get("/api/v1/feedback/complaints").await;
+    assert_eq!(r["complaints"], 2);
 
     let (_, ops) = server
         .get("/api/v1/operations?from=2026-03-02T21:00:00Z&to=2026-03-03T00:00:00Z")

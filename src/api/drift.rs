@@ -169,6 +169,7 @@ async fn history(State(s): State<AppState>, Query(p): Params) -> Result<Json<Val
     let mut threshold = monitor.threshold;
     let min = s.config.drift_min_samples;
     let mut points = Vec::with_capacity(ends.len());
+    let mut p_values = Vec::new();
     for (i, &at) in ends.iter().enumerate().rev() {
         let report =
             drift::check(s.store.as_ref(), DEFAULT_PROJECT, &monitor.request(at, min)).await?;
@@ -179,8 +180,12 @@ async fn history(State(s): State<AppState>, Query(p): Params) -> Result<Json<Val
         if let Some(score) = report.score {
             points.push((at, score));
         }
+        if let Some(p) = report.p_value {
+            p_values.push((at, p));
+        }
     }
     points.reverse();
+    p_values.reverse();
     Ok(Json(json!({
         "name": monitor.name,
         "dimension": monitor.dimension,
@@ -188,6 +193,10 @@ async fn history(State(s): State<AppState>, Query(p): Params) -> Result<Json<Val
         "threshold": threshold,
         "step_s": step / 1000,
         "points": points,
+        // Tests (chi-square, KS) compare their p-value with the threshold (alpha); the
+        // distances compare the score.
+        "threshold_applies_to": if monitor.method.has_p_value() { "p_value" } else { "score" },
+        "p_values": p_values,
     })))
 }
 

@@ -18,8 +18,8 @@ use super::{ApiError, AppState, read_body};
 use crate::core::feedback::parse_feedback_item;
 use crate::core::quality::parse_score_item;
 use crate::core::record::{RecordError, parse_timestamp_str};
-use crate::core::time::{DAY_MS, format_rfc3339};
-use crate::quality::{self, CompareBy, QualityScope};
+use crate::core::time::{DAY_MS, Range, format_rfc3339};
+use crate::quality::{self, CompareBy, QualityScope, range_days};
 use crate::store::DEFAULT_PROJECT;
 
 pub fn router() -> Router<AppState> {
@@ -205,20 +205,27 @@ fn parse_days(p: &HashMap<String, String>, default: u32) -> Result<u32, ApiError
     }
 }
 
+/// `from`/`to` choose any range (the dashboard's); otherwise the last `days` days.
+fn feedback_range(
+    p: &HashMap<String, String>,
+    now: i64,
+    default_days: u32,
+) -> Result<Range, ApiError> {
+    if p.contains_key("from") || p.contains_key("to") {
+        if p.contains_key("days") {
+            return Err(ApiError::invalid("days", "give either days or from/to"));
+        }
+        parse_range(p, now, i64::from(default_days) * DAY_MS)
+    } else {
+        Ok(quality::last_days(now, parse_days(p, default_days)?))
+    }
+}
+
 async fn feedback_summary(
     State(s): State<AppState>,
     Query(p): Params,
 ) -> Result<Json<Value>, ApiError> {
-    // `from`/`to` choose any range (the dashboard's); otherwise the last `days` days.
-    let now = (s.clock)();
-    let range = if p.contains_key("from") || p.contains_key("to") {
-        if p.contains_key("days") {
-            return Err(ApiError::invalid("days", "give either days or from/to"));
-        }
-        parse_range(&p, now, 7 * DAY_MS)?
-    } else {
-        quality::last_days(now, parse_days(&p, 7)?)
-    };
+    let range = feedback_range(&p, (s.clock)(), 7)?;
     let scope = quality_scope(&p);
     let r = quality::feedback_summary(s.store.as_ref(), DEFAULT_PROJECT, range, &scope).await?;
     let mut v = serde_json::to_value(r).unwrap_or_default();
@@ -229,7 +236,7 @@ async fn feedback_summary(
 }
 
 async fn complaints(State(s): State<AppState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
-    let days = parse_days(&p, 30)?;
+    let range = feedback_range(&p, (s.clock)(), 30)?;
     let top = match p.get("top") {
         None => 10,
         Some(t) => t
@@ -238,10 +245,12 @@ async fn complaints(State(s): State<AppState>, Query(p): Params) -> Result<Json<
             .filter(|n| (1..=MAX_TOP).contains(n))
             .ok_or_else(|| ApiError::invalid("top", format!("expected 1..={MAX_TOP}")))?,
     };
-    let (n, clusters) =
-        quality::complaints(s.store.as_ref(), DEFAULT_PROJECT, (s.clock)(), days, top).await?;
+    let (n, clusters) = quality::complaints(s.store.as_ref(), DEFAULT_PROJECT, range, top).await?;
+    let tz = s.config.timezone;
     Ok(Json(json!({
-        "days": days,
+        "days": range_days(range),
+        "from": format_rfc3339(range.from_ms, tz),
+        "to": format_rfc3339(range.to_ms, tz),
         "complaints": n,
         "clusters": clusters,
     })))

@@ -167,19 +167,22 @@ function movers(r) {
   );
 }
 
-// The monitor's score at the end of each step. For the tests (chi-square, KS) the history holds
-// the statistic while the verdict compares the p-value with alpha: no threshold line then.
+// The monitor's score at the end of each step against its threshold. The tests (chi-square,
+// KS) decide by p-value < alpha, so for them the chart shows the p-value and the alpha line.
 async function historyChart(m, r) {
   const h = await api("/api/v1/drift/history", { monitor: m.name, from: r.from, to: r.to, step: r.stepHours });
-  const test = isTest(h);
+  const byP = h.threshold_applies_to === "p_value";
   return lineChart({
     id: `drift-history-${m.name}`,
-    title: `${test ? "Test statistic" : "Score"} over time (window ending at each ${r.stepHours} step)`,
-    unit: test ? `${h.method} statistic; verdict by p-value < ${fmt.num(h.threshold)}` : `${h.method} score`,
-    series: [{ name: test ? "statistic" : "score", points: h.points ?? [] }],
+    title: `${byP ? "p-value" : "Score"} over time (window ending at each ${r.stepHours} step)`,
+    unit: byP ? `${h.method} p-value; drift below alpha ${fmt.num(h.threshold)}` : `${h.method} score`,
+    series: [{ name: byP ? "p-value" : "score", points: (byP ? h.p_values : h.points) ?? [] }],
     yFormat: fmt.num,
+    // Points sit at window ends, the last one at "now": the step, not their spacing, joins them.
+    step: h.step_s * 1000,
     yMin: 0,
-    thresholds: test || h.threshold == null ? [] : [{ value: h.threshold, label: "threshold" }],
+    yMax: byP ? 1 : undefined,
+    thresholds: h.threshold == null ? [] : [{ value: h.threshold, label: byP ? "alpha" : "threshold" }],
   });
 }
 
@@ -262,6 +265,7 @@ export default {
     const known = baselines.status === "fulfilled" ? baselines.value.baselines ?? [] : [];
     if (baselines.status === "rejected") console.error(baselines.reason);
 
+    const adHoc = adHocSection(r, f, status.value, known);
     if (status.status === "fulfilled") {
       const monitors = status.value.monitors ?? [];
       const sections = await Promise.all(monitors.map((m) => guarded(m.name, () => monitorSection(m, r))));
@@ -282,7 +286,7 @@ export default {
       console.error(status.reason);
       parts.push(section("Monitors", errorBox(status.reason)));
     }
-    parts.push(await adHocSection(r, f, status.value, known));
+    parts.push(await adHoc);
     root.append(...parts);
     restoreFocus();
   },

@@ -179,15 +179,17 @@ async function escalationsSection(r, f) {
 }
 
 async function feedbackSection(r, f) {
-  const days = feedbackDays(r);
+  const scope = { from: r.from, to: r.to, model: f.model, feature: f.feature, release: f.release };
   const [sum, ts] = await Promise.allSettled([
-    api("/api/v1/feedback/summary", { days }),
-    api("/api/v1/timeseries", { metric: "satisfaction", step: r.stepHours, from: r.from, to: r.to, model: f.model, feature: f.feature, release: f.release }),
+    api("/api/v1/feedback/summary", scope),
+    api("/api/v1/timeseries", { metric: "satisfaction", step: r.stepHours, ...scope }),
   ]);
   const parts = [];
   if (sum.status === "fulfilled") {
     const s = sum.value;
-    const label = `last ${fmt.int(s.days)} day${s.days === 1 ? "" : "s"}${unfiltered(f)}`;
+    // A server that answers with from/to honoured the range and the filters; an older one
+    // counts the last `days` days of all traffic.
+    const label = s.from ? r.label : `last ${fmt.int(s.days)} day${s.days === 1 ? "" : "s"}${unfiltered(f)}`;
     parts.push(el("div", { class: "tiles" },
       tile({ title: "Satisfaction", value: fmt.pct(s.satisfaction_rate), sub: `thumbs up / (up + down), ${label}`, state: s.satisfaction_rate == null ? "none" : undefined }),
       tile({ title: "Thumbs up", value: fmt.int(s.thumbs_up), sub: label, state: "none" }),
@@ -216,7 +218,7 @@ async function feedbackSection(r, f) {
   return section("User feedback", parts);
 }
 
-// The feedback summary and the complaint clusters take no filters: say so when some are set.
+// The complaint clusters (and an older server's feedback summary) take no filters: say so.
 function unfiltered(f) {
   return Object.keys(f).length ? ", all traffic (not filtered)" : "";
 }
