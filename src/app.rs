@@ -15,6 +15,7 @@ use crate::core::rollup::PricedRecord;
 use crate::judge::Judge;
 use crate::metrics::Metrics;
 use crate::pipeline::{RecordHook, Writer, WriterOptions};
+use crate::proxy::Proxy;
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
 
@@ -26,6 +27,8 @@ pub struct App {
     judge: Option<(Judge, JoinHandle<()>)>,
     /// The alert engine: started by `serve`, stopped with the server.
     engine: Engine,
+    /// The proxy's recorder: ends once the proxy is dropped with the router.
+    proxy_recorder: Option<JoinHandle<()>>,
 }
 
 impl App {
@@ -70,6 +73,13 @@ impl App {
             let _ = judge_slot.set(judge.clone());
             (judge, task)
         });
+        let proxy = match config.proxy.clone() {
+            None => None,
+            Some(proxy_config) => Some(
+                Proxy::spawn(proxy_config, &config.budgets, writer.clone())
+                    .map_err(|e| StoreError::Task(format!("proxy client: {e}")))?,
+            ),
+        };
         let config = Arc::new(config);
         let engine = Engine::new(
             Arc::clone(&config),
@@ -88,9 +98,11 @@ impl App {
                 writer,
                 metrics,
                 clock,
+                proxy: proxy.as_ref().map(|(p, _)| Arc::clone(p)),
             },
             writer_task,
             judge,
+            proxy_recorder: proxy.map(|(_, task)| task),
         })
     }
 
@@ -105,6 +117,7 @@ impl App {
             writer_task,
             judge,
             engine,
+            proxy_recorder,
         } = self;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let alerting = tokio::spawn(engine.run(stopped));
@@ -123,6 +136,12 @@ impl App {
             drop(judge);
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "judge task failed");
+            }
+        }
+        // The proxy's last records (their responses have ended with the server) go first.
+        if let Some(task) = proxy_recorder {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "proxy recorder failed");
             }
         }
         // The router (and its writer handles) is gone: the writer drains and stops.

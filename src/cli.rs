@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// TOML config file.
     #[arg(long, env = "LLMWATCH_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Turn the recording proxy on (`/proxy/openai/v1/...`, `/proxy/anthropic/v1/...`) with the
+    /// defaults when the config has no `[proxy]` table.
+    #[arg(long)]
+    pub proxy: bool,
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +333,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(db) = args.db {
         config.db = db;
     }
+    if args.proxy && config.proxy.is_none() {
+        config.proxy = Some(llmwatch_proxy_defaults()?);
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -341,6 +348,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let app = App::build(config, system_clock())?;
     app.serve(listener, shutdown_signal()).await?;
     Ok(())
+}
+
+/// `[proxy]` with every default.
+fn llmwatch_proxy_defaults() -> Result<crate::config::ProxyConfig> {
+    Ok(crate::config::RawProxy::default().validate()?)
 }
 
 async fn ingest(args: IngestArgs) -> Result<()> {

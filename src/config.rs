@@ -98,6 +98,8 @@ pub struct RawConfig {
     pub quality: RawQuality,
     /// The optional LLM-as-judge evaluator (`crate::judge`).
     pub judge: Option<RawJudgeConfig>,
+    /// The recording proxy (`crate::proxy`); on when the table is present.
+    pub proxy: Option<RawProxy>,
     /// Time between two alert evaluations (default `30s`).
     pub eval_interval: Option<String>,
     /// The dashboard's address, linked from notifications.
@@ -180,6 +182,71 @@ pub struct RawDriftMonitor {
     pub threshold: Option<f64>,
 }
 
+/// The `[proxy]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    /// OpenAI-compatible upstream (default `https://api.openai.com/v1`): Azure OpenAI, vLLM,
+    /// Ollama, OpenRouter...
+    pub openai_base_url: Option<String>,
+    /// Anthropic upstream (default `https://api.anthropic.com`).
+    pub anthropic_base_url: Option<String>,
+    /// The whole upstream call, streams included (default `600s`).
+    pub timeout: Option<String>,
+    /// Connecting to the upstream (default `10s`).
+    pub connect_timeout: Option<String>,
+    /// Ask for usage in OpenAI chat streams that do not (`stream_options.include_usage`), and
+    /// strip the extra usage chunk from what the client receives (default false).
+    pub add_stream_usage: Option<bool>,
+}
+
+/// The validated `[proxy]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    pub openai_base_url: String,
+    pub anthropic_base_url: String,
+    pub timeout_ms: i64,
+    pub connect_timeout_ms: i64,
+    pub add_stream_usage: bool,
+}
+
+impl RawProxy {
+    pub fn validate(self) -> Result<ProxyConfig, ConfigError> {
+        let base =
+            |key: &str, value: Option<String>, default: &str| -> Result<String, ConfigError> {
+                let url = value.unwrap_or_else(|| default.to_owned());
+                match reqwest::Url::parse(&url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                        Ok(url.trim_end_matches('/').to_owned())
+                    }
+                    _ => Err(invalid(
+                        format!("proxy.{key}"),
+                        format!("{url:?} is not an http(s) URL"),
+                    )),
+                }
+            };
+        let duration = |key: &str, value: Option<String>, default: &str| {
+            parse_duration(value.as_deref().unwrap_or(default))
+                .map_err(|m| invalid(format!("proxy.{key}"), m))
+        };
+        Ok(ProxyConfig {
+            openai_base_url: base(
+                "openai_base_url",
+                self.openai_base_url,
+                "https://api.openai.com/v1",
+            )?,
+            anthropic_base_url: base(
+                "anthropic_base_url",
+                self.anthropic_base_url,
+                "https://api.anthropic.com",
+            )?,
+            timeout_ms: duration("timeout", self.timeout, "600s")?,
+            connect_timeout_ms: duration("connect_timeout", self.connect_timeout, "10s")?,
+            add_stream_usage: self.add_stream_usage.unwrap_or(false),
+        })
+    }
+}
+
 /// The `[otlp]` table.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +298,8 @@ pub struct RawBudget {
     pub model: Option<String>,
     /// Fraction of the limit at which the state becomes `warning` (default 0.8).
     pub warn_at: Option<f64>,
+    /// The proxy refuses calls in scope (429) once the budget is exceeded (default false).
+    pub enforce: Option<bool>,
 }
 
 /// A validated budget.
@@ -241,6 +310,7 @@ pub struct Budget {
     pub limit_usd: f64,
     pub scope: Scope,
     pub warn_at: f64,
+    pub enforce: bool,
 }
 
 /// The validated configuration.
@@ -263,6 +333,7 @@ pub struct Config {
     pub heuristics: HeuristicSet,
     pub judge: Option<JudgeConfig>,
     pub alerting: AlertingConfig,
+    pub proxy: Option<ProxyConfig>,
 }
 
 impl Config {
@@ -342,6 +413,7 @@ impl RawConfig {
                     release: None,
                 },
                 warn_at,
+                enforce: b.enforce.unwrap_or(false),
             });
         }
 
@@ -411,6 +483,7 @@ impl RawConfig {
                 None => invalid("judge", m),
             })?),
         };
+        let proxy = self.proxy.map(RawProxy::validate).transpose()?;
         let alerting = validate_alerting(
             self.eval_interval,
             self.dashboard_url,
@@ -437,6 +510,7 @@ impl RawConfig {
             quality,
             heuristics,
             judge,
+            proxy,
         })
     }
 }

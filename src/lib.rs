@@ -39,6 +39,7 @@ pub mod judge;
 pub mod metrics;
 pub mod operations;
 pub mod pipeline;
+pub mod proxy;
 pub mod quality;
 pub mod report;
 pub mod store;

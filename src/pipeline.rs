@@ -127,6 +127,21 @@ impl Writer {
         self.send(project, Payload::Records(records)).await
     }
 
+    /// Like `submit`, but waits for room in the queue instead of answering `Busy` (for
+    /// producers that buffer on their own, like the proxy's recorder).
+    pub async fn submit_waiting(
+        &self,
+        project: &str,
+        records: Vec<PricedRecord>,
+    ) -> Result<(), SubmitError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (job, done) = WriteJob::new(project, Payload::Records(records));
+        self.tx.send(job).await.map_err(|_| SubmitError::Closed)?;
+        acknowledged(done).await
+    }
+
     /// Queues spans (grouped by trace) and waits until they are durably committed and every
     /// complete trace among them is a stored record.
     pub async fn submit_traces(
@@ -196,21 +211,33 @@ impl Writer {
     }
 
     async fn send(&self, project: &str, payload: Payload) -> Result<(), SubmitError> {
+        let (job, done) = WriteJob::new(project, payload);
+        self.tx.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+        })?;
+        acknowledged(done).await
+    }
+}
+
+impl WriteJob {
+    fn new(project: &str, payload: Payload) -> (WriteJob, oneshot::Receiver<Result<(), String>>) {
         let (ack, done) = oneshot::channel();
         let job = WriteJob {
             project: project.to_owned(),
             payload,
             ack,
         };
-        self.tx.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SubmitError::Busy,
-            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
-        })?;
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(SubmitError::Store(message)),
-            Err(_) => Err(SubmitError::Closed),
-        }
+        (job, done)
+    }
+}
+
+/// Waits for a job's acknowledgement (its batch durably committed).
+async fn acknowledged(done: oneshot::Receiver<Result<(), String>>) -> Result<(), SubmitError> {
+    match done.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => Err(SubmitError::Store(message)),
+        Err(_) => Err(SubmitError::Closed),
     }
 }
 

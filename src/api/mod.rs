@@ -49,10 +49,18 @@ pub struct AppState {
     pub clock: Clock,
     /// The LLM judge, when configured (its counters show on /healthz).
     pub judge: Option<crate::judge::Judge>,
+    /// The recording proxy, when `[proxy]` is configured.
+    pub proxy: Option<Arc<crate::proxy::Proxy>>,
 }
 
 pub fn router(state: AppState) -> Router {
+    let proxy = if state.proxy.is_some() {
+        crate::proxy::router()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(proxy)
         .route("/healthz", get(healthz))
         .merge(events::router())
         .merge(reports::router())
@@ -75,6 +83,11 @@ async fn healthz(
     let mut v = serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")});
     if let Some(judge) = &s.judge {
         v["judge"] = serde_json::to_value(judge.stats()).unwrap_or_default();
+    }
+    if let Some(proxy) = &s.proxy {
+        v["proxy"] = serde_json::json!({
+            "records_dropped": proxy.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        });
     }
     axum::Json(v)
 }

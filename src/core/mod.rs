@@ -10,6 +10,7 @@ pub mod feedback;
 pub mod heuristics;
 pub mod metric;
 pub mod pricing;
+pub mod proxy_usage;
 pub mod quality;
 pub mod record;
 pub mod rollup;
