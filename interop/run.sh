@@ -8,6 +8,8 @@
 #    traces to llmwatch; the API must show the tokens, cost, stages they imply.
 #  - interop/email.sh: a real SMTP server (aiosmtpd) receives `llmwatch alerts test` e-mails
 #    over STARTTLS and implicit TLS with AUTH.
+#  - interop/proxy.sh: the official openai and anthropic Python SDKs call through the recording
+#    proxy; the recorded requests are checked through the API.
 # Installs what it needs (CI starts from a clean machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -183,31 +185,30 @@ check "CLI report (local db, csv) = API" "$(jq .total_requests <<<"$report")" "$
 "$bin" export golden --db "$work/db.sqlite" --config "$work/llmwatch.toml" >"$work/golden_cli.jsonl" 2>/dev/null
 check "CLI export golden (local db) = API" "$(md5sum <"$work/golden_api.jsonl")" "$(md5sum <"$work/golden_cli.jsonl")"
 
-# OTLP ingest, judged by the OpenTelemetry Python SDK and the openai instrumentation (own script).
-set +e
-bash interop/otlp.sh 2>&1 | tee "$work/otlp.out"
-otlp_status=${PIPESTATUS[0]}
-set -e
-counts=$(sed -n 's/^otlp interop: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$work/otlp.out" | tail -1)
-if [ -n "$counts" ]; then
-  pass=$((pass + ${counts% *})); fail=$((fail + ${counts#* }))
-fi
-if [ "$otlp_status" -ne 0 ] && { [ -z "$counts" ] || [ "${counts#* }" = 0 ]; }; then
-  fail=$((fail + 1)); echo "FAIL interop/otlp.sh exited $otlp_status"
-fi
+# The sub-suites: each prints `NAME interop: N passed, M failed` last; their counts join ours.
+sub_suite() { # name, script, args...
+  local name=$1 script=$2 status counts
+  shift 2
+  set +e
+  bash "$script" "$@" 2>&1 | tee "$work/$name.out"
+  status=${PIPESTATUS[0]}
+  set -e
+  counts=$(sed -n "s/^$name interop: \([0-9]*\) passed, \([0-9]*\) failed\$/\1 \2/p" "$work/$name.out" | tail -1)
+  if [ -n "$counts" ]; then
+    pass=$((pass + ${counts% *})); fail=$((fail + ${counts#* }))
+  fi
+  if [ "$status" -ne 0 ] && { [ -z "$counts" ] || [ "${counts#* }" = 0 ]; }; then
+    fail=$((fail + 1)); echo "FAIL $script exited $status"
+  fi
+}
 
+# OTLP ingest, judged by the OpenTelemetry Python SDK and the openai instrumentation.
+sub_suite otlp interop/otlp.sh
 # E-mail alerts, judged by a real SMTP server (aiosmtpd: AUTH, STARTTLS, implicit TLS).
-set +e
-bash interop/email.sh "$bin" 2>&1 | tee "$work/email.out"
-email_status=${PIPESTATUS[0]}
-set -e
-counts=$(sed -n 's/^email interop: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$work/email.out" | tail -1)
-if [ -n "$counts" ]; then
-  pass=$((pass + ${counts% *})); fail=$((fail + ${counts#* }))
-fi
-if [ "$email_status" -ne 0 ] && { [ -z "$counts" ] || [ "${counts#* }" = 0 ]; }; then
-  fail=$((fail + 1)); echo "FAIL interop/email.sh exited $email_status"
-fi
+sub_suite email interop/email.sh "$bin"
+# The recording proxy, judged by the official openai and anthropic SDKs against a local
+# upstream stand-in speaking both wire formats.
+sub_suite proxy interop/proxy.sh "$bin"
 
 echo "interop: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

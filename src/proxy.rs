@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::api::AppState;
 use crate::config::{Budget, ProxyConfig};
 use crate::core::proxy_usage::{
-    Api, CallObserver, CallOutcome, EventKind, Provider, SseSplitter, parse_call_request,
+    Api, CallObserver, CallOutcome, EventKind, Provider, SseEvent, SseSplitter, parse_call_request,
     with_include_usage,
 };
 use crate::core::quality::heuristic_scores;
@@ -364,12 +364,15 @@ async fn forward(
                 record: Some(call_record),
                 expected_len: resp.content_length(),
                 received_len: 0,
+                terminal_seen: false,
             };
             pass_back(resp, Some(tap))
         }
         Err(e) => {
             let (response, error_type) = upstream_failure(provider, &e);
-            call_record.finish_with(Status::Error, Some(error_type.into()), None, None, None);
+            // Never reached: nothing billed. Timed out: the upstream may have worked (unknown).
+            let usage = (!e.is_timeout()).then(Usage::default);
+            call_record.finish_with(Status::Error, Some(error_type.into()), usage, None, None);
             response
         }
     }
@@ -447,6 +450,23 @@ struct Tap {
     /// sent, so reaching it completes the call.
     expected_len: Option<u64>,
     received_len: u64,
+    /// The stream's last event went by (`[DONE]`, `message_stop`, `response.completed`...).
+    terminal_seen: bool,
+}
+
+/// Whether an event ends its stream.
+fn is_terminal(ev: &SseEvent) -> bool {
+    ev.data.trim() == "[DONE]"
+        || matches!(
+            ev.event.as_deref(),
+            Some(
+                "message_stop"
+                    | "error"
+                    | "response.completed"
+                    | "response.failed"
+                    | "response.incomplete"
+            )
+        )
 }
 
 impl Tap {
@@ -462,6 +482,7 @@ impl Tap {
         let events = splitter.push(&chunk);
         let mut kept = Vec::new();
         for ev in &events {
+            self.terminal_seen |= is_terminal(ev);
             let kind = observer.on_event(ev);
             if kind == EventKind::Content {
                 if let Some(r) = self.record.as_mut() {
@@ -494,26 +515,24 @@ impl Tap {
         let (Some(observer), Some(mut record)) = (self.observer.take(), self.record.take()) else {
             return rest;
         };
-        let outcome = observer.finish(self.status);
-        let (status, error_type) = match (failure, complete) {
-            (Some(e), _) if e.is_timeout() => (Status::Error, Some("timeout".to_owned())),
-            (Some(_), _) => (Status::Error, Some("upstream_disconnected".to_owned())),
-            (None, false) => (Status::Error, Some("client_disconnected".to_owned())),
-            // A stream can fail after its 200 (an `error` event, `response.failed`).
-            (None, true) if (200..300).contains(&self.status) => match &outcome.error_type {
-                None => (Status::Ok, None),
-                Some(t) => (Status::Error, Some(t.clone())),
-            },
-            (None, true) => (
-                Status::Error,
-                Some(
-                    outcome
-                        .error_type
-                        .clone()
-                        .unwrap_or_else(|| format!("http_{}", self.status)),
-                ),
-            ),
+        let mut outcome = observer.finish(self.status);
+        // A client may hang up right after the stream's last event (the OpenAI SDK stops
+        // reading at `[DONE]`): the call was complete.
+        let complete = complete || self.terminal_seen;
+        let answered_ok = (200..300).contains(&self.status);
+        let (status, error_type) = match (failure, complete, outcome.error_type.clone()) {
+            (Some(e), _, _) if e.is_timeout() => (Status::Error, Some("timeout".to_owned())),
+            (Some(_), _, _) => (Status::Error, Some("upstream_disconnected".to_owned())),
+            // An error the response reported (also inside a stream that began with 200).
+            (None, _, Some(t)) => (Status::Error, Some(t)),
+            (None, false, None) => (Status::Error, Some("client_disconnected".to_owned())),
+            (None, true, None) if answered_ok => (Status::Ok, None),
+            (None, true, None) => (Status::Error, Some(format!("http_{}", self.status))),
         };
+        // An error answer bills nothing: its usage is known to be zero.
+        if !answered_ok && outcome.usage.is_none() {
+            outcome.usage = Some(Usage::default());
+        }
         record.finish_outcome(status, error_type, outcome);
         rest
     }

@@ -122,6 +122,10 @@ async fn openai_chat(State(seen): State<Shared>, headers: HeaderMap, body: Bytes
             ));
         }
         events.push("data: [DONE]\n\n".to_owned());
+        if req["model"] == "linger" {
+            // The body ends a moment after [DONE].
+            events.push(": bye\n\n".to_owned());
+        }
         return slow_stream(events);
     }
     (
@@ -388,6 +392,40 @@ async fn stream_without_usage(server: &TestServer, id: &str) -> String {
         .text()
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_at_done_completed_its_call() {
+    let (server, _) = proxy_server("").await;
+    let mut resp = client()
+        .post(format!("{}/proxy/openai/v1/chat/completions", server.url))
+        .header("x-llmwatch-request-id", "stops-at-done")
+        .json(
+            &json!({"model": "linger", "stream": true, "stream_options": {"include_usage": true},
+                      "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Like the OpenAI SDK: read up to [DONE], then hang up.
+    let mut text = String::new();
+    while !text.contains("[DONE]") {
+        let chunk = resp
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the stream holds [DONE]");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(resp);
+    let r = recorded(&server, "stops-at-done").await;
+    assert_eq!(
+        (&r["status"], &r["error_type"]),
+        (&json!("ok"), &Value::Null),
+        "{r}"
+    );
+    assert_eq!(r["output_tokens"], 2);
+    server.stop().await;
 }
 
 #[tokio::test]
