@@ -10,6 +10,9 @@
 #    over STARTTLS and implicit TLS with AUTH.
 #  - interop/proxy.sh: the official openai and anthropic Python SDKs call through the recording
 #    proxy; the recorded requests are checked through the API.
+#  - interop/dashboard.sh: Debian's chromium, driven by playwright-core, loads every dashboard
+#    page against demo data (no console error, no failed request, charts drawn, filters in the
+#    URL, a request's detail) and saves screenshots under target/screenshots/.
 # Installs what it needs (CI starts from a clean machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -209,6 +212,9 @@ sub_suite email interop/email.sh "$bin"
 # The recording proxy, judged by the official openai and anthropic SDKs against a local
 # upstream stand-in speaking both wire formats.
 sub_suite proxy interop/proxy.sh "$bin"
+# The dashboard in Debian's chromium, headless, driven by playwright-core against demo data
+# (screenshots of every page under target/screenshots/).
+sub_suite dashboard interop/dashboard.sh "$bin"
 
 echo "interop: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -211,7 +211,7 @@ async function detailSection(id) {
   );
   const stagesSum = d.stages_sum_ms;
   const timing = section("Where the time went",
-    waterfall({ id: "request-waterfall", title: `Stages, end to end (${fmt.ms(d.duration_ms)} wall time)`, rows: waterfallRows(d), unit: "ms" }),
+    waterfall({ id: "waterfall", title: `Stages, end to end (${fmt.ms(d.duration_ms)} wall time)`, rows: waterfallRows(d), unit: "ms" }),
     el("p", { class: "muted", style: { margin: "6px 0 0" } },
       `stages measured ${fmt.ms(stagesSum)}; unaccounted ${fmt.ms(d.unaccounted_ms)} (wall time no stage measured)`,
       d.bottleneck_stage ? `; bottleneck: ${d.bottleneck_stage}` : ""),
