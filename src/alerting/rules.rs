@@ -9,6 +9,7 @@ use crate::core::alert::{Severity, Timing};
 use crate::core::alert_expr::{self, Rule};
 use crate::core::rollup::{Dimension, Scope};
 use crate::core::time::{DAY_MS, Period, parse_duration};
+use crate::report::NONE_GROUP;
 
 /// One `[[alerts]]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -346,7 +347,40 @@ pub fn render_summary(
         .replace("{{threshold}}", &number(threshold))
         .replace("{{severity}}", rule.severity.as_str());
     for (k, v) in group {
+        // Requests without the label form their own group.
+        let v = if v.is_empty() { NONE_GROUP } else { v };
         out = out.replace(&format!("{{{{{k}}}}}"), v);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_name_the_group_and_its_absence() {
+        let rules = builtin_rules(&[]).unwrap();
+        let escalation = rules
+            .iter()
+            .find(|r| r.name == "quality escalation")
+            .unwrap();
+        let render = |feature: &str| {
+            render_summary(
+                escalation.summary.as_deref(),
+                escalation,
+                &BTreeMap::from([("feature".to_owned(), feature.to_owned())]),
+                Some(2.0),
+                Some(0.0),
+            )
+        };
+        assert_eq!(
+            render("chat"),
+            "quality escalation: 2 run(s) of bad answers in chat in the last hour"
+        );
+        assert_eq!(
+            render(""),
+            "quality escalation: 2 run(s) of bad answers in (none) in the last hour"
+        );
+    }
 }
