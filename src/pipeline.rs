@@ -479,8 +479,8 @@ mod tests {
     use crate::core::sketch::Sketch;
     use crate::core::time::Range;
     use crate::store::{
-        DriftScope, Escalation, FeedbackScope, GoldenExample, GroupTotals, MetricWriteSummary,
-        QualityData, QualityQuery, StoreError, StoredBaseline, StoredRequest, TotalsQuery,
+        DriftScope, Escalation, GoldenExample, GroupTotals, MetricWriteSummary, QualityData,
+        QualityQuery, QualityScope, StoreError, StoredBaseline, StoredRequest, TotalsQuery,
         WriteSummary,
     };
 
@@ -623,7 +623,7 @@ mod tests {
             &self,
             project: &str,
             range: Range,
-            scope: FeedbackScope,
+            scope: QualityScope,
         ) -> Result<FeedbackCounts, StoreError> {
             self.inner.feedback_counts(project, range, scope).await
         }

@@ -11,17 +11,9 @@ use crate::core::feedback::FeedbackCounts;
 use crate::core::quality::{COMPOSITE, QualityRules, SCORED, Streak, two_proportion_z};
 use crate::core::rollup::{SKETCH_DURATION, Scope};
 use crate::core::time::{DAY_MS, Range};
-use crate::store::{
-    FeedbackScope, GoldenExample, QualityData, QualityQuery, Store, StoreError, TotalsQuery,
-};
+use crate::store::{GoldenExample, QualityData, QualityQuery, Store, StoreError, TotalsQuery};
 
-/// Which requests a quality question is about.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QualityScope {
-    pub model: Option<String>,
-    pub feature: Option<String>,
-    pub release: Option<String>,
-}
+pub use crate::store::QualityScope;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScoreSummary {
@@ -203,11 +195,10 @@ pub async fn quality_series(
     name: Option<&str>,
 ) -> Result<Vec<(BTreeMap<String, String>, Vec<(i64, f64)>)>, StoreError> {
     if metric != QualityMetric::Score {
-        let feedback_scope = feedback_scope(scope);
         let mut points = Vec::with_capacity(buckets.len());
         for (start, range) in buckets {
             let counts = store
-                .feedback_counts(project, *range, feedback_scope.clone())
+                .feedback_counts(project, *range, scope.clone())
                 .await?;
             if let Some(v) = metric.of_feedback(&counts) {
                 points.push((*start, v));
@@ -279,23 +270,13 @@ pub async fn feedback_summary(
     range: Range,
     scope: &QualityScope,
 ) -> Result<FeedbackSummary, StoreError> {
-    let counts = store
-        .feedback_counts(project, range, feedback_scope(scope))
-        .await?;
+    let counts = store.feedback_counts(project, range, scope.clone()).await?;
     Ok(FeedbackSummary::of(range_days(range), counts))
 }
 
 /// A range's length in whole days (at least 1), for answers that report `days`.
 pub fn range_days(range: Range) -> u32 {
     (range.len_ms() as f64 / DAY_MS as f64).round().max(1.0) as u32
-}
-
-fn feedback_scope(scope: &QualityScope) -> FeedbackScope {
-    FeedbackScope {
-        model: scope.model.clone(),
-        feature: scope.feature.clone(),
-        release: scope.release.clone(),
-    }
 }
 
 /// The biggest clusters of complaint comments of the last `days` days.
@@ -423,7 +404,7 @@ async fn side(
 ) -> Result<(Side, i64), StoreError> {
     let mut scope = Scope::default();
     let mut qscope = QualityScope::default();
-    let mut fscope = FeedbackScope::default();
+    let mut fscope = QualityScope::default();
     match by {
         CompareBy::Release => {
             scope.release = Some(value.to_owned());

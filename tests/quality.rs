@@ -333,7 +333,11 @@ async fn feedback_satisfaction_complaints_and_golden_dataset() {
     let (status, body) = post(&server, "/api/v1/feedback", ndjson(&feedback)).await;
     assert_eq!((status, &body["accepted"]), (200, &json!(11)), "{body}");
 
-    let (_, s) = server.get("/api/v1/feedback/summary").await;
+    let (_, mut s) = server.get("/api/v1/feedback/summary").await;
+    // The range answered: the 7 days up to and including now.
+    let range = s.as_object_mut().unwrap();
+    assert_eq!(range.remove("from"), Some(json!("2026-05-03T12:00:00.000Z")));
+    assert_eq!(range.remove("to"), Some(json!("2026-05-10T12:00:00.001Z")));
     // Reports and corrections are not votes: 3 up / (3 up + 1 down).
     assert_eq!(
         s,

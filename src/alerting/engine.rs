@@ -21,8 +21,8 @@ use crate::core::time::{DAY_MS, Period, Range, period_range};
 use crate::drift::{DriftRequest, Method, kind_of};
 use crate::report::budget_statuses;
 use crate::store::{
-    AlertStore, AnomalyBaseline, DEFAULT_PROJECT, DeliveryRecord, DriftScope, FeedbackScope,
-    HistoryEntry, QualityQuery, Store, StoreError, StoredAlert, TotalsQuery,
+    AlertStore, AnomalyBaseline, DEFAULT_PROJECT, DeliveryRecord, DriftScope, HistoryEntry,
+    QualityQuery, QualityScope, Store, StoreError, StoredAlert, TotalsQuery,
 };
 
 /// The lease every evaluator competes for.
@@ -515,7 +515,7 @@ impl Engine {
                             .feedback_counts(
                                 DEFAULT_PROJECT,
                                 range,
-                                FeedbackScope {
+                                QualityScope {
                                     model: scope.model,
                                     feature: scope.feature,
                                     release: scope.release,

@@ -8,7 +8,7 @@ pub mod sqlite;
 mod sqlite_alerts;
 mod sqlite_quality;
 
-pub use sqlite_quality::{Escalation, FeedbackScope, GoldenExample, QualityData, QualityQuery};
+pub use sqlite_quality::{Escalation, GoldenExample, QualityData, QualityQuery, QualityScope};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -320,7 +320,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         project: &str,
         range: Range,
-        scope: FeedbackScope,
+        scope: QualityScope,
     ) -> Result<FeedbackCounts, StoreError>;
 
     /// Comments of thumbs-down and reports of a range, newest first (request id, comment,

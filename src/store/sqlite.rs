@@ -16,10 +16,9 @@ use rustc_hash::FxHashMap;
 
 use super::sqlite_quality::{self, Fresh, QualityState, Touched};
 use super::{
-    DriftScope, Escalation, FeedbackScope, GoldenExample, GroupTotals, MetricBatch,
-    MetricWriteSummary, QualityData, QualityQuery, RequestSearch, Store, StoreError,
-    StoredBaseline, StoredRequest, TRACED_SERVICE_MS, TotalsQuery, TraceBatch, TraceWriteSummary,
-    WriteSummary,
+    DriftScope, Escalation, GoldenExample, GroupTotals, MetricBatch, MetricWriteSummary,
+    QualityData, QualityQuery, QualityScope, RequestSearch, Store, StoreError, StoredBaseline,
+    StoredRequest, TRACED_SERVICE_MS, TotalsQuery, TraceBatch, TraceWriteSummary, WriteSummary,
 };
 use crate::config::Durability;
 use crate::core::feedback::{Feedback, FeedbackCounts, FeedbackKind};
@@ -2202,7 +2201,7 @@ impl Store for SqliteStore {
         &self,
         project: &str,
         range: Range,
-        scope: FeedbackScope,
+        scope: QualityScope,
     ) -> Result<FeedbackCounts, StoreError> {
         let project = project.to_owned();
         self.read(move |conn| sqlite_quality::query_feedback_counts(conn, &project, range, &scope))

@@ -1105,15 +1105,16 @@ pub(super) fn query_escalations(
     Ok(out)
 }
 
-/// Which requests' feedback to count: all, or those of one model or release.
+/// Which requests a quality or feedback question is about: all, or those of a model, feature
+/// or release.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FeedbackScope {
+pub struct QualityScope {
     pub model: Option<String>,
     pub feature: Option<String>,
     pub release: Option<String>,
 }
 
-impl FeedbackScope {
+impl QualityScope {
     fn is_all(&self) -> bool {
         self.model.is_none() && self.feature.is_none() && self.release.is_none()
     }
@@ -1124,7 +1125,7 @@ pub(super) fn query_feedback_counts(
     conn: &Connection,
     project: &str,
     range: Range,
-    scope: &FeedbackScope,
+    scope: &QualityScope,
 ) -> Result<FeedbackCounts, StoreError> {
     let sql = if scope.is_all() {
         "SELECT type, COUNT(*) FROM feedback WHERE project = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 \
