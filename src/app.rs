@@ -123,6 +123,13 @@ impl App {
         let alerting = tokio::spawn(engine.run(stopped));
         let router = api::router(state.clone());
         drop(state);
+        // Streamed chunks are small writes: without TCP_NODELAY each waits for the client's
+        // delayed ACK of the previous one (~40 ms a chunk through the proxy).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;

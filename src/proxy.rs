@@ -44,6 +44,8 @@ const RECORD_QUEUE: usize = 65_536;
 const RECORD_BATCH: usize = 4_096;
 /// How stale the enforced budgets' states may be.
 const BUDGET_REFRESH: Duration = Duration::from_secs(1);
+/// The attribute holding the upstream's response id (`chatcmpl-...`, `msg_...`).
+pub const RESPONSE_ID_ATTRIBUTE: &str = "llmwatch.response_id";
 /// The attribute marking a call whose usage the upstream did not report.
 pub const USAGE_ATTRIBUTE: &str = "llmwatch.usage";
 
@@ -632,17 +634,19 @@ impl CallRecord {
     ) {
         let proxy = &self.proxy;
         let labels = std::mem::take(&mut self.labels);
-        let request_id = labels
-            .request_id
-            .or(response_id.filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID_BYTES))
-            .unwrap_or_else(|| {
-                format!(
-                    "proxy-{}-{}",
-                    self.received_ms,
-                    proxy.counter.fetch_add(1, Ordering::Relaxed)
-                )
-            });
+        // Not the upstream's id: some servers repeat theirs (Ollama draws `chatcmpl-<0..999>`),
+        // and a repeated request id replaces the earlier record.
+        let request_id = labels.request_id.unwrap_or_else(|| {
+            format!(
+                "proxy-{}-{}",
+                self.received_ms,
+                proxy.counter.fetch_add(1, Ordering::Relaxed)
+            )
+        });
         let mut attributes = labels.attributes;
+        if let Some(id) = response_id.filter(|id| !id.is_empty() && id.len() <= MAX_LABEL_BYTES) {
+            attributes.insert(RESPONSE_ID_ATTRIBUTE.to_owned(), id);
+        }
         if usage.is_none() {
             attributes.insert(USAGE_ATTRIBUTE.to_owned(), "unknown".to_owned());
         }

@@ -300,8 +300,22 @@ async fn a_chat_call_passes_through_and_is_recorded() {
         assert_eq!(h["accept-encoding"], "identity");
         assert_eq!(s.body.as_ref().unwrap(), &body);
     }
-    // No x-llmwatch-request-id: the upstream's id names the record.
-    let r = recorded(&server, "chatcmpl-123").await;
+    // No x-llmwatch-request-id: a generated id names the record; the upstream's is kept.
+    let mut id = String::new();
+    for _ in 0..100 {
+        // The record is stamped with the test clock's now; `to` is exclusive.
+        let (_, list) = server
+            .get("/api/v1/requests?feature=geo&from=0&to=2026-03-02T12:00:01Z")
+            .await;
+        if let Some(found) = list["requests"][0]["request_id"].as_str() {
+            id = found.to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(id.starts_with("proxy-"), "{id}");
+    let r = recorded(&server, &id).await;
+    assert_eq!(r["attributes"]["llmwatch.response_id"], "chatcmpl-123");
     assert_eq!(
         (&r["model"], &r["provider"], &r["status"]),
         (&json!("gpt-4o-2024-08-06"), &json!("openai"), &json!("ok"))
@@ -596,7 +610,9 @@ async fn other_paths_pass_through_unrecorded() {
     assert_eq!(h["authorization"], format!("Bearer {KEY}"));
     assert!(h.get("x-llmwatch-user").is_none());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, list) = server.get("/api/v1/requests?from=0").await;
+    let (_, list) = server
+        .get("/api/v1/requests?from=0&to=2026-03-03T00:00:00Z")
+        .await;
     assert_eq!(list["requests"], json!([]));
     server.stop().await;
 }

@@ -336,7 +336,10 @@ async fn feedback_satisfaction_complaints_and_golden_dataset() {
     let (_, mut s) = server.get("/api/v1/feedback/summary").await;
     // The range answered: the 7 days up to and including now.
     let range = s.as_object_mut().unwrap();
-    assert_eq!(range.remove("from"), Some(json!("2026-05-03T12:00:00.000Z")));
+    assert_eq!(
+        range.remove("from"),
+        Some(json!("2026-05-03T12:00:00.000Z"))
+    );
     assert_eq!(range.remove("to"), Some(json!("2026-05-10T12:00:00.001Z")));
     // Reports and corrections are not votes: 3 up / (3 up + 1 down).
     assert_eq!(
