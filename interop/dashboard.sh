@@ -15,13 +15,7 @@ bin_arg=${1:+$(realpath "$1")}
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 
-apt_install() {
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-  fi
-}
+source interop/lib.sh
 chromium=${CHROMIUM:-/usr/bin/chromium}
 need_apt=()
 [ -x "$chromium" ] || need_apt+=(chromium)
@@ -43,12 +37,7 @@ die() { fail=$((fail + 1)); echo "FAIL $1"; [ -z "${2:-}" ] || sed 's/^/     | /
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "node $(node -v) is too old: playwright-core needs node >= 20"
 
-if [ -n "$bin_arg" ]; then
-  bin=$bin_arg
-else
-  cargo build --release --locked --quiet
-  bin="${CARGO_TARGET_DIR:-$PWD/target}/release/llmwatch"
-fi
+llmwatch_bin "$bin_arg"
 
 # playwright-core from the lock file, reused while the lock file and node's version stay the same.
 src=interop/dashboard

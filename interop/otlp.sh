@@ -17,35 +17,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_install() {
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-  fi
-}
+source interop/lib.sh
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v jq >/dev/null || need_apt+=(jq)
 [ ${#need_apt[@]} -eq 0 ] || apt_install "${need_apt[@]}"
 
-cargo build --release --locked --quiet
-bin="${CARGO_TARGET_DIR:-$PWD/target}/release/llmwatch"
+llmwatch_bin
 
-# The virtualenv, reused while the requirements and the Python version stay the same.
-req=interop/requirements-otlp.txt
-key=$( (python3 -V; cat "$req") | sha256sum | cut -c1-16)
-venv="${OTLP_VENV:-${CARGO_TARGET_DIR:-$PWD/target}/interop-venv-$key}"
-if [ ! -f "$venv/.installed" ]; then
-  rm -rf "$venv"
-  if ! python3 -m venv "$venv" >/dev/null 2>&1; then # Debian's python3 needs python3-venv
-    rm -rf "$venv"; apt_install python3-venv; python3 -m venv "$venv"
-  fi
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$req"
-  touch "$venv/.installed"
-fi
-py="$venv/bin/python"
-export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in interop/ (otlp_openai.py imports otlp_sdk.py)
+python_venv interop/requirements-otlp.txt otlp "${OTLP_VENV:-}"
 
 work=$(mktemp -d)
 pids=()

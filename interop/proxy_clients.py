@@ -228,6 +228,23 @@ EXPECTED_LABELS = {"user_id": "user-42", "feature": "support-chat", "release": "
 EXPECTED_ATTRS = {"tier": "gold", "question_category": "billing"}
 
 
+def generated_record_id(env, name, model, response_id):
+    """The record of a call sent without x-llmwatch-request-id: a generated proxy-<ms>-<n> id,
+    found by its model; the upstream's id is kept as attribute llmwatch.response_id."""
+    rows = []
+    for _ in range(100):
+        rows = [row for row in env.search(model=model) or []
+                if row["request_id"].startswith("proxy-")]
+        if rows:
+            break
+        time.sleep(0.05)
+    rid = rows[0]["request_id"] if rows else "(none)"
+    rec = env.record(rid) or {}
+    check(f"{name}: the response id is kept as llmwatch.response_id", response_id,
+          (rec.get("attributes") or {}).get("llmwatch.response_id"))
+    return rid
+
+
 def verify(env, name, rid, *, model, provider, tokens, timer, stream, status="ok", error_type=None,
            usage_unknown=False, labels=EXPECTED_LABELS, attrs=EXPECTED_ATTRS, input_text=None,
            output_text=None, cost_model=None):
@@ -358,17 +375,7 @@ def main_mode(env):
         check(f"{name}: the SDK got reasoning_tokens", u["reasoning"],
               r.usage.completion_tokens_details.reasoning_tokens)
         check(f"{name}: response id looks like OpenAI's", True, r.id.startswith("chatcmpl-"))
-        rows = []
-        for _ in range(100):
-            rows = [row for row in env.search(model="o4-mini-2025-04-16") or []
-                    if row["request_id"].startswith("proxy-")]
-            if rows:
-                break
-            time.sleep(0.05)
-        rid = rows[0]["request_id"] if rows else "(none)"
-        rec = env.record(rid) or {}
-        check(f"{name}: the response id is kept as llmwatch.response_id", r.id,
-              (rec.get("attributes") or {}).get("llmwatch.response_id"))
+        rid = generated_record_id(env, name, "o4-mini-2025-04-16", r.id)
         verify(env, name, rid, model="o4-mini-2025-04-16", provider="openai",
                tokens=rec_chat(u), timer=t, stream=False, cost_model="o4-mini",
                attrs=dict(EXPECTED_ATTRS, **{"llmwatch.response_id": r.id}))
@@ -544,8 +551,8 @@ def main_mode(env):
             check(f"{name}: input text has the system prompt and the message", [True, True],
                   ["You are terse." in (rec.get("input") or ""), q in (rec.get("input") or "")])
 
-    # 9. Anthropic streamed through the SDK's stream helper; no request-id header (the record
-    #    takes message_start's id); the older message_delta shape (output_tokens only).
+    # 9. Anthropic streamed through the SDK's stream helper; no request-id header (a generated
+    #    id; message_start's id kept as an attribute); the older message_delta shape.
     name = "anthropic stream (haiku, no request-id header)"
     with section(name):
         q = "Count to ten."
@@ -564,9 +571,10 @@ def main_mode(env):
         incremental(name, t)
         verify_forwarded(env, name, wire_a, path="/v1/messages", key_header=a_key[0],
                          key_value=a_key[1])
-        verify(env, name, final.id, model="claude-haiku-4-5-20251001", provider="anthropic",
+        rid = generated_record_id(env, name, "claude-haiku-4-5-20251001", final.id)
+        verify(env, name, rid, model="claude-haiku-4-5-20251001", provider="anthropic",
                tokens=rec_anthropic(u), timer=t, stream=True, cost_model="claude-haiku-4-5",
-               output_text=ANSWER)
+               output_text=ANSWER, attrs=dict(EXPECTED_ATTRS, **{"llmwatch.response_id": final.id}))
 
     # 10. Anthropic streamed with create(stream=True); message_delta repeats the input counts.
     name = "anthropic stream (sonnet)"
