@@ -243,10 +243,7 @@ async fn main() {
     let mut cursor = String::new();
     for _ in 0..39 {
         let v: serde_json::Value = client
-            .get(format!(
-                "{base}/api/v1/requests?from={from}&to={to}&cursor={}",
-                urlencode(&cursor)
-            ))
+            .get(format!("{base}{}", requests_page(from, to, &cursor)))
             .send()
             .await
             .unwrap()
@@ -255,15 +252,7 @@ async fn main() {
             .unwrap();
         cursor = v["next_cursor"].as_str().unwrap().to_owned();
     }
-    let page_api = time_calls(
-        &client,
-        &base,
-        &[format!(
-            "/api/v1/requests?from={from}&to={to}&cursor={}",
-            urlencode(&cursor)
-        )],
-    )
-    .await;
+    let page_api = time_calls(&client, &base, &[requests_page(from, to, &cursor)]).await;
     let page_raw = time_raw(|| {
         let n = conn
             .prepare(
@@ -284,11 +273,12 @@ async fn main() {
     server.await.unwrap().unwrap();
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// The path of a page of the request list (the cursor percent-encoded).
+fn requests_page(from: i64, to: i64, cursor: &str) -> String {
+    let mut url = reqwest::Url::parse("http://localhost/api/v1/requests").unwrap();
+    url.query_pairs_mut()
+        .append_pair("from", &from.to_string())
+        .append_pair("to", &to.to_string())
+        .append_pair("cursor", cursor);
+    format!("{}?{}", url.path(), url.query().unwrap_or_default())
 }

@@ -483,16 +483,16 @@ impl Tap {
         };
         let events = splitter.push(&chunk);
         let mut kept = Vec::new();
-        for ev in &events {
-            self.terminal_seen |= is_terminal(ev);
-            let kind = observer.on_event(ev);
+        for ev in events {
+            self.terminal_seen |= is_terminal(&ev);
+            let kind = observer.on_event(&ev);
             if kind == EventKind::Content {
                 if let Some(r) = self.record.as_mut() {
                     r.ttft.get_or_insert_with(|| r.started.elapsed());
                 }
             }
             if self.strip_usage && kind != EventKind::UsageOnly {
-                kept.push(Bytes::from(ev.raw.clone()));
+                kept.push(Bytes::from(ev.raw));
             }
         }
         if self.strip_usage {

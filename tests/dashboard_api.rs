@@ -184,7 +184,12 @@ async fn request_search_filters_and_pages_newest_first() {
     for _ in 0..5 {
         let q = match &cursor {
             None => "/api/v1/requests?limit=4".to_owned(),
-            Some(c) => format!("/api/v1/requests?limit=4&cursor={}", urlencode(c)),
+            Some(c) => {
+                let mut url =
+                    reqwest::Url::parse("http://localhost/api/v1/requests?limit=4").unwrap();
+                url.query_pairs_mut().append_pair("cursor", c);
+                format!("{}?{}", url.path(), url.query().unwrap_or_default())
+            }
         };
         let (status, page) = server.get(&q).await;
         assert_eq!(status, 200, "{page}");
@@ -253,15 +258,6 @@ fn resolve(dir: &str, target: &str) -> String {
         }
     }
     parts.join("/")
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -92,6 +92,27 @@ async fn healthz(
     axum::Json(v)
 }
 
+/// Adds the resolved range (`from`, `to`, in the configured zone) to an answer object.
+pub(crate) fn with_range(
+    mut v: serde_json::Value,
+    s: &AppState,
+    from_ms: i64,
+    to_ms: i64,
+) -> serde_json::Value {
+    if let Some(obj) = v.as_object_mut() {
+        let tz = s.config.timezone;
+        obj.insert(
+            "from".into(),
+            crate::core::time::format_rfc3339(from_ms, tz).into(),
+        );
+        obj.insert(
+            "to".into(),
+            crate::core::time::format_rfc3339(to_ms, tz).into(),
+        );
+    }
+    v
+}
+
 /// Reads a request body of at most `limit` bytes: a larger one (declared or actual) is a 413.
 pub(crate) async fn read_body(
     headers: &HeaderMap,

@@ -11,12 +11,12 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 use super::reports::{parse_range, parse_scope};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, with_range};
 use crate::core::rollup::Dimension;
-use crate::core::time::{DAY_MS, HOUR_MS, format_rfc3339};
+use crate::core::time::{DAY_MS, HOUR_MS};
 use crate::metrics::BudgetGauge;
 use crate::operations::{self, MAX_POINTS, Metric, Series, SeriesRequest, TimeSeries, parse_step};
-use crate::quality::{self, QualityMetric, QualityScope};
+use crate::quality::{self, QualityMetric};
 use crate::report;
 use crate::store::DEFAULT_PROJECT;
 
@@ -29,16 +29,6 @@ pub fn router() -> Router<AppState> {
 }
 
 type Params = Query<HashMap<String, String>>;
-
-/// Adds the resolved range to a report object.
-fn with_range(mut v: Value, s: &AppState, from_ms: i64, to_ms: i64) -> Value {
-    if let Some(obj) = v.as_object_mut() {
-        let tz = s.config.timezone;
-        obj.insert("from".into(), format_rfc3339(from_ms, tz).into());
-        obj.insert("to".into(), format_rfc3339(to_ms, tz).into());
-    }
-    v
-}
 
 async fn latency(State(s): State<AppState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
     let range = parse_range(&p, (s.clock)(), HOUR_MS)?;
@@ -138,11 +128,7 @@ async fn timeseries(State(s): State<AppState>, Query(p): Params) -> Result<Json<
                     format!("metric {name} filters by model, feature and release only"),
                 ));
             }
-            let quality_scope = QualityScope {
-                model: scope.model,
-                feature: scope.feature,
-                release: scope.release,
-            };
+            let quality_scope = super::quality::quality_scope(&p);
             let series = quality::quality_series(
                 s.store.as_ref(),
                 DEFAULT_PROJECT,

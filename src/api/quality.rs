@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::events::{IngestResponse, Rejection, split_items};
 use super::reports::parse_range;
-use super::{ApiError, AppState, read_body};
+use super::{ApiError, AppState, read_body, with_range};
 use crate::core::feedback::parse_feedback_item;
 use crate::core::quality::parse_score_item;
 use crate::core::record::{RecordError, parse_timestamp_str};
@@ -115,23 +115,13 @@ async fn post_feedback(
     Ok(batch_answer(accepted, rejected))
 }
 
-fn quality_scope(p: &HashMap<String, String>) -> QualityScope {
+pub(super) fn quality_scope(p: &HashMap<String, String>) -> QualityScope {
     let get = |k: &str| p.get(k).filter(|v| !v.is_empty()).cloned();
     QualityScope {
         model: get("model"),
         feature: get("feature"),
         release: get("release"),
     }
-}
-
-/// Adds the resolved range to an answer object.
-fn with_range(mut v: Value, s: &AppState, from_ms: i64, to_ms: i64) -> Value {
-    if let Some(obj) = v.as_object_mut() {
-        let tz = s.config.timezone;
-        obj.insert("from".into(), format_rfc3339(from_ms, tz).into());
-        obj.insert("to".into(), format_rfc3339(to_ms, tz).into());
-    }
-    v
 }
 
 async fn get_quality(State(s): State<AppState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
@@ -228,11 +218,8 @@ async fn feedback_summary(
     let range = feedback_range(&p, (s.clock)(), 7)?;
     let scope = quality_scope(&p);
     let r = quality::feedback_summary(s.store.as_ref(), DEFAULT_PROJECT, range, &scope).await?;
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    let tz = s.config.timezone;
-    v["from"] = format_rfc3339(range.from_ms, tz).into();
-    v["to"] = format_rfc3339(range.to_ms, tz).into();
-    Ok(Json(v))
+    let v = serde_json::to_value(r).unwrap_or_default();
+    Ok(Json(with_range(v, &s, range.from_ms, range.to_ms)))
 }
 
 async fn complaints(State(s): State<AppState>, Query(p): Params) -> Result<Json<Value>, ApiError> {
@@ -246,14 +233,8 @@ async fn complaints(State(s): State<AppState>, Query(p): Params) -> Result<Json<
             .ok_or_else(|| ApiError::invalid("top", format!("expected 1..={MAX_TOP}")))?,
     };
     let (n, clusters) = quality::complaints(s.store.as_ref(), DEFAULT_PROJECT, range, top).await?;
-    let tz = s.config.timezone;
-    Ok(Json(json!({
-        "days": range_days(range),
-        "from": format_rfc3339(range.from_ms, tz),
-        "to": format_rfc3339(range.to_ms, tz),
-        "complaints": n,
-        "clusters": clusters,
-    })))
+    let v = json!({"days": range_days(range), "complaints": n, "clusters": clusters});
+    Ok(Json(with_range(v, &s, range.from_ms, range.to_ms)))
 }
 
 /// `since`: a date (YYYY-MM-DD, UTC midnight), RFC 3339 or unix ms; absent = everything.

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::reports::{parse_range, parse_scope};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, with_range};
 use crate::core::feedback::Feedback;
 use crate::core::record::Status;
 use crate::core::rollup::{PricedRecord, nanos_to_usd};
@@ -89,14 +89,12 @@ async fn search(State(s): State<AppState>, Query(p): Params) -> Result<Json<Valu
     } else {
         None
     };
-    let tz = s.config.timezone;
     let mut answer = json!({
         "requests": rows.iter().map(summary_json).collect::<Vec<_>>(),
         "next_cursor": next_cursor,
     });
     if let Some(Range { from_ms, to_ms }) = range {
-        answer["from"] = format_rfc3339(from_ms, tz).into();
-        answer["to"] = format_rfc3339(to_ms, tz).into();
+        answer = with_range(answer, &s, from_ms, to_ms);
     }
     Ok(Json(answer))
 }
